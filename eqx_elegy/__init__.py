@@ -1,0 +1,1 @@
+"""eqx_elegy: Elegy's model API on equinox."""
