@@ -1,0 +1,635 @@
+"""The compiled engine behind `fit`, `evaluate` and `predict`.
+
+Speed rules it follows: each step kind is one `jax.jit` built once per model, with the
+states donated in training; `steps_per_execution` steps run in one call through
+`lax.scan`; numpy batches go straight to the compiled call; logs stay on the device and
+are fetched only when something reads them (the epoch's end, or a callback that asks).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._states import RNGSeq, States
+from .callbacks import Callback, CallbackList, History, ProgbarLogger
+from .data import ArrayAdapter, Chunk, DataAdapter
+
+if TYPE_CHECKING:
+    from ._model import Model
+
+# Separate random streams per kind of call, so that training, evaluation, prediction and
+# initialisation never reuse a key.
+_TRAIN, _TEST, _PRED, _INIT = 0, 1, 2, 3
+
+
+class JitSteps(NamedTuple):
+    """The compiled callables the loop runs (what `Model.jit_step` returns).
+
+    - `init(states, batch, class_weight) -> States`
+    - `train(states, batch, class_weight, epoch, step) -> (logs, states)`; states donated
+    - `train_chunk(...)`: the same over a stacked chunk of batches (`lax.scan`)
+    - `test(states, batch, class_weight, step) -> (logs, states)` and `test_chunk`
+    - `pred(states, x, step) -> (y_pred, states)` and `pred_chunk`
+
+    A `batch` is `(x, y, sample_weight)`; chunked variants return logs and predictions
+    stacked along a leading axis, one entry per step.
+    """
+
+    init: Callable[..., States]
+    train: Callable[..., tuple[Any, States]]
+    train_chunk: Callable[..., tuple[Any, States]]
+    test: Callable[..., tuple[Any, States]]
+    test_chunk: Callable[..., tuple[Any, States]]
+    pred: Callable[..., tuple[Any, States]]
+    pred_chunk: Callable[..., tuple[Any, States]]
+
+
+def _stripped(model: Model) -> Model:
+    """A copy of `model` without its states and without the module's parameters (they
+    come from `states.net_params`), so that the compiled steps close over no weights."""
+    stripped = copy.copy(model)
+    object.__setattr__(stripped, "states", None)
+    if model.module is not None:
+        object.__setattr__(
+            stripped, "module", eqx.filter(model.module, eqx.is_inexact_array, inverse=True)
+        )
+    return stripped
+
+
+def _step_rngs(rng: Any, seed: int, kind: int, epoch: Any, step: Any) -> tuple[RNGSeq, RNGSeq]:
+    """The RNGs of one step: for `states.rng` and for the injected `rng`. They depend only
+    on the model's seed, the kind of call, the epoch and the step."""
+    base = rng.key if isinstance(rng, RNGSeq) else jax.random.key(seed)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(base, kind), epoch), step)
+    return RNGSeq(jax.random.fold_in(key, 0)), RNGSeq(jax.random.fold_in(key, 1))
+
+
+def _as_logs(logs: Mapping[str, Any]) -> dict[str, jax.Array]:
+    return {name: jnp.asarray(value) for name, value in logs.items()}
+
+
+def _scan(one: Callable[..., tuple[Any, States]]) -> Callable[..., tuple[Any, States]]:
+    """Turn a one-step function `(states, batch, *rest, step)` into one that runs a
+    stacked chunk of batches with `lax.scan`, returning per-step outputs stacked."""
+
+    def chunk(states: States, batches: Any, *rest: Any) -> tuple[Any, States]:
+        *fixed, step = rest
+        steps = jax.tree.leaves(batches)[0].shape[0]
+
+        def body(states: States, inputs: tuple[Any, Any]) -> tuple[States, Any]:
+            batch, i = inputs
+            out, states = one(states, batch, *fixed, step + i)
+            return states, out
+
+        states, outs = jax.lax.scan(body, states, (batches, jnp.arange(steps, dtype=jnp.int32)))
+        return outs, states
+
+    return chunk
+
+
+def build_jit_steps(model: Model) -> JitSteps:
+    """The default `jit_step`: one `jax.jit` per kind of step, closing over the model's
+    configuration (not its states)."""
+    static = _stripped(model)
+    seed = model.seed
+
+    def train(states: States, batch: Any, class_weight: Any, epoch: Any, step: Any) -> Any:
+        x, y, sample_weight = batch
+        srng, irng = _step_rngs(states.rng, seed, _TRAIN, epoch, step)
+        logs, new = static._run(
+            "train_step",
+            x=x,
+            y_true=y,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
+            states=states.update(rng=srng),
+            initializing=False,
+            training=True,
+            rng=irng,
+        )
+        return _as_logs(logs), new.update(rng=states.rng)
+
+    def test(states: States, batch: Any, class_weight: Any, step: Any) -> Any:
+        x, y, sample_weight = batch
+        srng, irng = _step_rngs(states.rng, seed, _TEST, 0, step)
+        _, logs, new = static._run(
+            "test_step",
+            x=x,
+            y_true=y,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
+            states=states.update(rng=srng),
+            initializing=False,
+            training=False,
+            rng=irng,
+        )
+        return _as_logs(logs), new.update(rng=states.rng)
+
+    def pred(states: States, x: Any, step: Any) -> Any:
+        srng, irng = _step_rngs(states.rng, seed, _PRED, 0, step)
+        y_pred, new = static._run(
+            "pred_step",
+            x=x,
+            states=states.update(rng=srng),
+            initializing=False,
+            training=False,
+            rng=irng,
+        )
+        return y_pred, new.update(rng=states.rng)
+
+    def init(states: States, batch: Any, class_weight: Any) -> States:
+        x, y, sample_weight = batch
+        rng = states.rng if isinstance(states.rng, RNGSeq) else RNGSeq(seed)
+        srng, irng = _step_rngs(rng, seed, _INIT, 0, 0)
+        new = static._run(
+            "init_step",
+            x=x,
+            y_true=y,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
+            states=states.update(rng=srng),
+            initializing=True,
+            training=True,
+            rng=irng,
+        )
+        return new.update(rng=rng)
+
+    return JitSteps(
+        init=jax.jit(init),
+        train=jax.jit(train, donate_argnums=0),
+        train_chunk=jax.jit(_scan(train), donate_argnums=0),
+        test=jax.jit(test),
+        test_chunk=jax.jit(_scan(test)),
+        pred=jax.jit(pred),
+        pred_chunk=jax.jit(_scan(pred)),
+    )
+
+
+def jit_steps(model: Model) -> JitSteps:
+    """`model.jit_step()`, built once per model instance and reused by every call."""
+    cached = model.__dict__.get("_jit_steps")
+    if cached is None:
+        cached = model.jit_step()
+        object.__setattr__(model, "_jit_steps", cached)
+    return cached
+
+
+# ---------------------------------------------------------------------------- logs
+
+
+class LazyLogs(Mapping[str, float]):
+    """Logs of one step, left on the device until a value is read; then all of them are
+    fetched at once. Callbacks that never read batch logs cause no device sync."""
+
+    def __init__(self, device_logs: Mapping[str, Any], index: int | None = None):
+        self._device = device_logs
+        self._index = index
+        self._host: dict[str, float] | None = None
+
+    def _values(self) -> dict[str, float]:
+        if self._host is None:
+            host = jax.device_get(dict(self._device))
+            self._host = {
+                k: float(v if self._index is None else v[self._index]) for k, v in host.items()
+            }
+        return self._host
+
+    def __getitem__(self, key: str) -> float:
+        return self._values()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._device)
+
+    def __len__(self) -> int:
+        return len(self._device)
+
+    def __repr__(self) -> str:
+        return f"LazyLogs({self._values()})"
+
+
+def _host_logs(logs: Any, stacked: bool) -> dict[str, float]:
+    return dict(LazyLogs(logs, -1 if stacked else None))
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+
+
+def _class_weight(class_weight: Any) -> dict[int, np.float32] | None:
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, Mapping) or not class_weight:
+        raise TypeError(
+            "class_weight must be a non-empty dict mapping class ids (int) to weights, got "
+            f"{type(class_weight).__name__}."
+        )
+    out: dict[int, np.float32] = {}
+    for key, value in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, int | np.integer) or key < 0:
+            raise ValueError(f"class_weight keys must be class ids >= 0, got {key!r}.")
+        if not isinstance(value, int | float | np.number) or not math.isfinite(float(value)):
+            raise ValueError(f"class_weight[{key}] must be a finite number, got {value!r}.")
+        out[int(key)] = np.float32(value)
+    return out
+
+
+def _check_labels(y: Any) -> None:
+    for leaf in jax.tree.leaves(y):
+        if leaf.dtype.kind in "fc" and np.isnan(leaf).any():
+            index = int(np.argwhere(np.isnan(leaf))[0][0])
+            raise ValueError(
+                f"y contains NaN (first at example {index}); remove or fix those labels."
+            )
+
+
+def _unpack(data: Any, argument: str) -> tuple[Any, Any, Any]:
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        x, y, *rest = data
+        return x, y, rest[0] if rest else None
+    raise TypeError(
+        f"{argument} must be a tuple (x, y) or (x, y, sample_weight), got {type(data).__name__}."
+    )
+
+
+def make_adapter(
+    x: Any,
+    y: Any = None,
+    sample_weight: Any = None,
+    *,
+    batch_size: int | None,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_remaining: bool = False,
+    x_name: str = "x",
+    y_name: str = "y",
+) -> DataAdapter:
+    """The data adapter for the user's input (validated here, before any compilation)."""
+    if isinstance(x, DataAdapter):
+        return x
+    return ArrayAdapter(
+        x,
+        y,
+        sample_weight,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_remaining=drop_remaining,
+        x_name=x_name,
+        y_name=y_name,
+    )
+
+
+def _steps_per_execution(model: Model, value: int | None) -> int:
+    value = model.steps_per_execution if value is None else value
+    _check_int("steps_per_execution", value, 1, allow_none=False)
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- interrupts
+
+
+class _DeferredInterrupt:
+    """Hold Ctrl-C until the current compiled call has returned and its states have been
+    stored on the model, so an interrupted fit keeps every completed step. A second
+    Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# ---------------------------------------------------------------------------- loops
+
+
+def _default_callbacks(verbose: int) -> list[Callback]:
+    _check_int("verbose", verbose, 0, allow_none=False)
+    return [ProgbarLogger()] if verbose else []
+
+
+def _fresh_metrics(model: Model, states: States) -> States:
+    """Reset the metrics' state (each epoch and each evaluate), keeping its dtypes."""
+    if model.loss is None and model.metrics is None:
+        return states
+    # Copied leaf by leaf: an init that reuses one zero array for several entries would
+    # otherwise donate the same buffer twice.
+    return states.update(metrics_states=_owned(model._losses_and_metrics().init()))
+
+
+def _owned(states: States) -> States:
+    """A copy of the states whose buffers the loop may donate, so arrays the user still
+    holds (e.g. `old = model.states`) stay valid."""
+    return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, states)
+
+
+def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
+    """Chunks up to `steps` steps in all, splitting a stacked chunk that would overrun."""
+    done = 0
+    for chunk in chunks:
+        if steps is not None and done + chunk.steps > steps:
+            if not chunk.stacked:
+                return
+            for i in range(steps - done):
+                yield Chunk(jax.tree.map(lambda a, i=i: a[i], chunk.batch), 1, False)
+            return
+        yield chunk
+        done += chunk.steps
+        if steps is not None and done >= steps:
+            return
+
+
+def _initialize(model: Model, jit: JitSteps, batch: Any, class_weight: Any) -> States:
+    states = jit.init(model.states, batch, class_weight)
+    model._set_states(states, initialized=True)
+    return states
+
+
+def _require_predictor(model: Model, method: str) -> None:
+    from ._model import Model as Base
+
+    if model.module is None and type(model).pred_step is Base.pred_step:
+        raise TypeError(
+            f"{type(model).__name__}.{method} needs predictions, but the model has no module "
+            "and does not override pred_step: pass Model(module=...) or override pred_step."
+        )
+
+
+def _run_test(
+    model: Model,
+    jit: JitSteps,
+    states: States,
+    data: DataAdapter,
+    callbacks: CallbackList,
+    steps: int | None,
+    spe: int,
+) -> dict[str, float]:
+    states = _fresh_metrics(model, states)
+    callbacks.on_test_begin()
+    batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
+    logs: Any = None
+    stacked = False
+    step = 0
+    for chunk in _limited(data.chunks(0, spe), steps):
+        if batch_hooks:
+            for i in range(chunk.steps):
+                callbacks.on_test_batch_begin(step + i)
+        fn = jit.test_chunk if chunk.stacked else jit.test
+        logs, states = fn(states, chunk.batch, None, step)
+        stacked = chunk.stacked
+        if batch_hooks:
+            for i in range(chunk.steps):
+                callbacks.on_test_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+        step += chunk.steps
+    if logs is None:
+        raise ValueError("The evaluation data produced no batches.")
+    host = _host_logs(logs, stacked)
+    callbacks.on_test_end(host)
+    return host
+
+
+def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: Any) -> States:
+    """`Model.init`: initialise the states from the first batch of `x` (and `y`)."""
+    if x is None:
+        raise ValueError("init needs x: a batch of inputs to trace the model with.")
+    data = make_adapter(x, y, sample_weight, batch_size=None)
+    return _initialize(model, jit_steps(model), data.first_batch(), _class_weight(class_weight))
+
+
+def fit(
+    model: Model,
+    *,
+    x: Any,
+    y: Any,
+    batch_size: int | None,
+    epochs: int,
+    verbose: int,
+    callbacks: Sequence[Callback] | None,
+    validation_split: float,
+    validation_data: Any,
+    shuffle: bool,
+    class_weight: Any,
+    sample_weight: Any,
+    initial_epoch: int,
+    steps_per_epoch: int | None,
+    validation_steps: int | None,
+    validation_batch_size: int | None,
+    validation_freq: int,
+    drop_remaining: bool,
+    steps_per_execution: int | None,
+) -> History:
+    """`Model.fit`; every argument is checked before anything is compiled."""
+    _check_int("batch_size", batch_size, 1)
+    _check_int("epochs", epochs, 0, allow_none=False)
+    _check_int("initial_epoch", initial_epoch, 0, allow_none=False)
+    if epochs < initial_epoch:
+        raise ValueError(
+            f"epochs ({epochs}) is smaller than initial_epoch ({initial_epoch}); epochs is the "
+            "index of the last epoch to train, so pass epochs >= initial_epoch."
+        )
+    _check_int("steps_per_epoch", steps_per_epoch, 1)
+    _check_int("validation_steps", validation_steps, 1)
+    _check_int("validation_batch_size", validation_batch_size, 1)
+    _check_int("validation_freq", validation_freq, 1, allow_none=False)
+    if not isinstance(validation_split, int | float) or not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}.")
+    if validation_split and validation_data is not None:
+        raise ValueError("Pass either validation_split or validation_data, not both.")
+    spe = _steps_per_execution(model, steps_per_execution)
+    if y is None and not isinstance(x, DataAdapter):
+        raise ValueError("fit needs labels: pass y (or a data source that yields (x, y) batches).")
+    train = make_adapter(
+        x,
+        y,
+        sample_weight,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=model.seed,
+        drop_remaining=drop_remaining,
+    )
+    if isinstance(train, ArrayAdapter):
+        _check_labels(train.y)
+    val: DataAdapter | None = None
+    if validation_split:
+        if not isinstance(train, ArrayAdapter):
+            raise ValueError("validation_split works only with array data; pass validation_data.")
+        train, val = train.split(validation_split)
+    elif validation_data is not None:
+        vx, vy, vsw = _unpack(validation_data, "validation_data")
+        val = make_adapter(
+            vx,
+            vy,
+            vsw,
+            batch_size=validation_batch_size or batch_size,
+            x_name="validation_data x",
+            y_name="validation_data y",
+        )
+    cw = _class_weight(class_weight)
+    if "train_step" not in model._overridden():
+        model._optimizer_or_raise()
+
+    jit = jit_steps(model)
+    history = History()
+    steps = steps_per_epoch or train.num_batches()
+    cbs = CallbackList(
+        [history, *_default_callbacks(verbose), *(callbacks or [])],
+        model,
+        {"epochs": epochs, "steps": steps, "verbose": verbose},
+    )
+    if not model.initialized:
+        _initialize(model, jit, train.first_batch(), cw)
+    states = _owned(model.states)
+    model.stop_training = False
+    batch_hooks = cbs.wants("on_train_batch_begin") or cbs.wants("on_train_batch_end")
+    epoch_logs: dict[str, float] = {}
+    with _DeferredInterrupt() as interrupt:
+        cbs.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            states = _fresh_metrics(model, states)
+            cbs.on_epoch_begin(epoch)
+            logs: Any = None
+            stacked = False
+            step = 0
+            for chunk in _limited(train.chunks(epoch, spe), steps_per_epoch):
+                if batch_hooks:
+                    for i in range(chunk.steps):
+                        cbs.on_train_batch_begin(step + i)
+                fn = jit.train_chunk if chunk.stacked else jit.train
+                logs, states = fn(states, chunk.batch, cw, epoch, step)
+                model._set_states(states)
+                stacked = chunk.stacked
+                if batch_hooks:
+                    for i in range(chunk.steps):
+                        cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+                step += chunk.steps
+                interrupt.check()
+                if model.stop_training:
+                    break
+            if logs is None:
+                raise ValueError("The training data produced no batches.")
+            epoch_logs = _host_logs(logs, stacked)
+            if val is not None and (epoch + 1) % validation_freq == 0:
+                val_logs = _run_test(model, jit, states, val, cbs, validation_steps, spe)
+                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cbs.on_epoch_end(epoch, epoch_logs)
+            interrupt.check()
+            if model.stop_training:
+                break
+        cbs.on_train_end(epoch_logs)
+    return history
+
+
+def evaluate(
+    model: Model,
+    *,
+    x: Any,
+    y: Any,
+    batch_size: int | None,
+    verbose: int,
+    sample_weight: Any,
+    steps: int | None,
+    callbacks: Sequence[Callback] | None,
+    steps_per_execution: int | None,
+) -> dict[str, float]:
+    """`Model.evaluate`: the logs over the data; the model's states are not changed."""
+    _check_int("batch_size", batch_size, 1)
+    _check_int("steps", steps, 1)
+    spe = _steps_per_execution(model, steps_per_execution)
+    data = make_adapter(x, y, sample_weight, batch_size=batch_size)
+    if isinstance(data, ArrayAdapter):
+        _check_labels(data.y)
+    jit = jit_steps(model)
+    cbs = CallbackList(
+        [*_default_callbacks(verbose), *(callbacks or [])],
+        model,
+        {"steps": steps or data.num_batches(), "verbose": verbose},
+    )
+    if not model.initialized:
+        _initialize(model, jit, data.first_batch(), None)
+    return _run_test(model, jit, model.states, data, cbs, steps, spe)
+
+
+def predict(
+    model: Model,
+    *,
+    x: Any,
+    batch_size: int | None,
+    verbose: int,
+    steps: int | None,
+    callbacks: Sequence[Callback] | None,
+    steps_per_execution: int | None,
+) -> Any:
+    """`Model.predict`: the predictions for every example, concatenated on the host."""
+    _check_int("batch_size", batch_size, 1)
+    _check_int("steps", steps, 1)
+    _require_predictor(model, "predict")
+    spe = _steps_per_execution(model, steps_per_execution)
+    data = make_adapter(x, batch_size=batch_size)
+    jit = jit_steps(model)
+    cbs = CallbackList(
+        [*_default_callbacks(verbose), *(callbacks or [])],
+        model,
+        {"steps": steps or data.num_batches(), "verbose": verbose},
+    )
+    if not model.initialized:
+        _initialize(model, jit, data.first_batch(), None)
+    states = model.states
+    batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
+    cbs.on_predict_begin()
+    outputs: list[tuple[Any, bool]] = []
+    step = 0
+    for chunk in _limited(data.chunks(0, spe), steps):
+        if batch_hooks:
+            for i in range(chunk.steps):
+                cbs.on_predict_batch_begin(step + i)
+        fn = jit.pred_chunk if chunk.stacked else jit.pred
+        y_pred, states = fn(states, chunk.batch[0], step)
+        outputs.append((y_pred, chunk.stacked))
+        if batch_hooks:
+            for i in range(chunk.steps):
+                cbs.on_predict_batch_end(step + i, {"outputs": y_pred})
+        step += chunk.steps
+    if not outputs:
+        raise ValueError("The prediction data produced no batches.")
+    host = jax.device_get([y for y, _ in outputs])
+    flat = [
+        jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), y) if stacked else y
+        for y, (_, stacked) in zip(host, outputs, strict=True)
+    ]
+    result = jax.tree.map(lambda *parts: np.concatenate(parts), *flat)
+    cbs.on_predict_end()
+    return result
