@@ -22,7 +22,7 @@ import numpy as np
 
 from ._states import RNGSeq, States
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
-from .data import ArrayAdapter, Chunk, DataAdapter
+from .data import ArrayAdapter, Chunk, DataAdapter, prefetch
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -351,10 +351,23 @@ def _fresh_metrics(model: Model, states: States) -> States:
     return states.update(metrics_states=_owned(model._losses_and_metrics().init()))
 
 
-def _owned(states: States) -> States:
+def _owned(states: Any) -> Any:
     """A copy of the states whose buffers the loop may donate, so arrays the user still
     holds (e.g. `old = model.states`) stay valid."""
     return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, states)
+
+
+def _placed(model: Model, states: States) -> States:
+    """The states as the model's distribution strategy lays them out (if any)."""
+    return states if model.strategy is None else model.strategy.put_states(states)
+
+
+def _feed(model: Model, chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
+    """The chunks a loop runs: at most `steps` steps, placed by the model's distribution
+    strategy (if any) and fetched ahead of use."""
+    strategy = model.strategy
+    put = None if strategy is None else strategy.put_batch
+    return prefetch(_limited(chunks, steps), put=put)
 
 
 def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
@@ -404,7 +417,7 @@ def _run_test(
     logs: Any = None
     stacked = False
     step = 0
-    for chunk in _limited(data.chunks(0, spe), steps):
+    for chunk in _feed(model, data.chunks(0, spe), steps):
         if batch_hooks:
             for i in range(chunk.steps):
                 callbacks.on_test_batch_begin(step + i)
@@ -512,7 +525,7 @@ def fit(
     )
     if not model.initialized:
         _initialize(model, jit, train.first_batch(), cw)
-    states = _owned(model.states)
+    states = _placed(model, _owned(model.states))
     model.stop_training = False
     batch_hooks = cbs.wants("on_train_batch_begin") or cbs.wants("on_train_batch_end")
     epoch_logs: dict[str, float] = {}
@@ -524,7 +537,7 @@ def fit(
             logs: Any = None
             stacked = False
             step = 0
-            for chunk in _limited(train.chunks(epoch, spe), steps_per_epoch):
+            for chunk in _feed(model, train.chunks(epoch, spe), steps_per_epoch):
                 if batch_hooks:
                     for i in range(chunk.steps):
                         cbs.on_train_batch_begin(step + i)
@@ -580,7 +593,7 @@ def evaluate(
     )
     if not model.initialized:
         _initialize(model, jit, data.first_batch(), None)
-    return _run_test(model, jit, model.states, data, cbs, steps, spe)
+    return _run_test(model, jit, _placed(model, model.states), data, cbs, steps, spe)
 
 
 def predict(
@@ -607,12 +620,12 @@ def predict(
     )
     if not model.initialized:
         _initialize(model, jit, data.first_batch(), None)
-    states = model.states
+    states = _placed(model, model.states)
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
     cbs.on_predict_begin()
     outputs: list[tuple[Any, bool]] = []
     step = 0
-    for chunk in _limited(data.chunks(0, spe), steps):
+    for chunk in _feed(model, data.chunks(0, spe), steps):
         if batch_hooks:
             for i in range(chunk.steps):
                 cbs.on_predict_batch_begin(step + i)

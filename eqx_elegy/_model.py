@@ -79,6 +79,7 @@ class Model(eqx.Module):
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
+    strategy: Any = eqx.field(default=None, kw_only=True)
     states: States = eqx.field(default=None, kw_only=True)  # type: ignore[assignment]
 
     stop_training = False
