@@ -582,6 +582,8 @@ def evaluate(
     _check_int("batch_size", batch_size, 1)
     _check_int("steps", steps, 1)
     spe = _steps_per_execution(model, steps_per_execution)
+    if y is None and not isinstance(x, DataAdapter):
+        raise ValueError("evaluate needs labels: pass y (or a source that yields (x, y) batches).")
     data = make_adapter(x, y, sample_weight, batch_size=batch_size)
     if isinstance(data, ArrayAdapter):
         _check_labels(data.y)
