@@ -23,19 +23,47 @@ def assert_unchanged(model, before):
         (dict(x=X[:0], y=Y[:0]), ValueError, r"x is empty"),
         (dict(x=X, y=Y, batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
         (dict(x=X, y=Y, batch_size=2.5), TypeError, r"batch_size must be an int"),
-        (dict(x=X, y=Y, epochs=2, initial_epoch=3), ValueError, r"epochs \(2\) is smaller than initial_epoch \(3\)"),
-        (dict(x=X, y="labels"), TypeError, r"y must be an array or a pytree of arrays, got a string"),
+        (
+            dict(x=X, y=Y, epochs=2, initial_epoch=3),
+            ValueError,
+            r"epochs \(2\) is smaller than initial_epoch \(3\)",
+        ),
+        (
+            dict(x=X, y="labels"),
+            TypeError,
+            r"y must be an array or a pytree of arrays, got a string",
+        ),
         (dict(x=X, y=np.array(["a"] * 64)), TypeError, r"y must hold numbers"),
-        (dict(x=X, y=Y, validation_split=1.0), ValueError, r"validation_split must be a float in \[0, 1\)"),
+        (
+            dict(x=X, y=Y, validation_split=1.0),
+            ValueError,
+            r"validation_split must be a float in \[0, 1\)",
+        ),
         (dict(x=X, y=Y, validation_split=-0.1), ValueError, r"validation_split"),
-        (dict(x=X, y=np.where(np.arange(64) == 7, np.nan, 1.0)), ValueError, r"y contains NaN \(first at example 7\)"),
+        (
+            dict(x=X, y=np.where(np.arange(64) == 7, np.nan, 1.0)),
+            ValueError,
+            r"y contains NaN \(first at example 7\)",
+        ),
         (dict(x=X), ValueError, r"fit needs labels: pass y"),
         (dict(x=None, y=Y), ValueError, r"x is None"),
         (dict(x=X, y=Y, steps_per_execution=0), ValueError, r"steps_per_execution must be >= 1"),
-        (dict(x=X, y=Y, class_weight={-1: 2.0}), ValueError, r"class_weight keys must be class ids"),
+        (
+            dict(x=X, y=Y, class_weight={-1: 2.0}),
+            ValueError,
+            r"class_weight keys must be class ids",
+        ),
         (dict(x=X, y=Y, validation_data=X), TypeError, r"validation_data must be a tuple \(x, y\)"),
-        (dict(x=X, y=Y, sample_weight=np.ones(10)), ValueError, r"x has 64 examples but sample_weight has 10"),
-        (dict(x={"a": X, "b": X[:10]}, y=Y), ValueError, r"The arrays in x have different lengths \[10, 64\]"),
+        (
+            dict(x=X, y=Y, sample_weight=np.ones(10)),
+            ValueError,
+            r"x has 64 examples but sample_weight has 10",
+        ),
+        (
+            dict(x={"a": X, "b": X[:10]}, y=Y),
+            ValueError,
+            r"The arrays in x have different lengths \[10, 64\]",
+        ),
     ],
 )
 def test_fit_bad_input(kwargs, error, pattern):
@@ -82,7 +110,9 @@ def test_failed_trace_leaves_states_unchanged():
             return jnp.zeros((2,)), {}, states
 
     model = Broken(optimizer=optax.sgd(0.1))
-    with pytest.raises(TypeError, match=r"Broken.test_step must return elegy.TestStep.*float32\[2\]"):
+    with pytest.raises(
+        TypeError, match=r"Broken.test_step must return elegy.TestStep.*float32\[2\]"
+    ):
         model.fit(X, Y, verbose=0)
     before = model.states
     with pytest.raises(TypeError):

@@ -34,7 +34,9 @@ def test_steps_per_execution_matches_single_steps():
     a, b = mlp_model(), mlp_model()
     ha = a.fit(x, y, batch_size=32, epochs=2, verbose=0)
     hb = b.fit(x, y, batch_size=32, epochs=2, verbose=0, steps_per_execution=4)
-    for p, q in zip(jax.tree.leaves(a.states.net_params), jax.tree.leaves(b.states.net_params), strict=True):
+    for p, q in zip(
+        jax.tree.leaves(a.states.net_params), jax.tree.leaves(b.states.net_params), strict=True
+    ):
         np.testing.assert_allclose(p, q, atol=1e-6)
     assert ha.history["loss"] == pytest.approx(hb.history["loss"], rel=1e-5)
 
@@ -47,7 +49,9 @@ def test_batch_hooks_called_per_step_with_chunk_values():
         def on_train_batch_end(self, batch, logs=None):
             seen.append((batch, logs["loss"]))
 
-    mlp_model().fit(x, y, batch_size=32, epochs=1, verbose=0, steps_per_execution=3, callbacks=[Record()])
+    mlp_model().fit(
+        x, y, batch_size=32, epochs=1, verbose=0, steps_per_execution=3, callbacks=[Record()]
+    )
     assert [b for b, _ in seen] == list(range(7))
     assert len({v for _, v in seen}) == 7  # each step's own value, not the chunk's last
 
@@ -85,7 +89,9 @@ def test_interrupt_keeps_last_completed_step():
 
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[Interrupt()])
-    for a, b in zip(jax.tree.leaves(model.states.net_params), jax.tree.leaves(snapshots[-1]), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(model.states.net_params), jax.tree.leaves(snapshots[-1]), strict=True
+    ):
         np.testing.assert_array_equal(a, b)
     # and the model is usable: its buffers were not donated away
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)

@@ -33,7 +33,9 @@ def hand_written(x, y, batch_size, epochs, lr):
 
     for _ in range(epochs):
         for i in range(0, len(x), batch_size):
-            params, opt_state = step(params, opt_state, x[i : i + batch_size], y[i : i + batch_size])
+            params, opt_state = step(
+                params, opt_state, x[i : i + batch_size], y[i : i + batch_size]
+            )
     return params
 
 
@@ -42,7 +44,12 @@ def test_fit_matches_hand_written_optax_loop(steps_per_execution):
     x, y = digits(300)  # 300 = 4 full batches of 64 + a partial one of 44
     model = mlp_model(optimizer=optax.adam(1e-2))
     model.fit(
-        x, y, batch_size=64, epochs=3, shuffle=False, verbose=0,
+        x,
+        y,
+        batch_size=64,
+        epochs=3,
+        shuffle=False,
+        verbose=0,
         steps_per_execution=steps_per_execution,
     )
     expected = hand_written(x, y, 64, 3, 1e-2)
@@ -93,8 +100,12 @@ def test_high_level_fit_evaluate_predict():
     model = mlp_model()
     history = model.fit(x, y, epochs=4, batch_size=64, validation_split=0.25, verbose=0)
     assert set(history.history) == {
-        "loss", "sparse_categorical_crossentropy_loss", "accuracy",
-        "val_loss", "val_sparse_categorical_crossentropy_loss", "val_accuracy",
+        "loss",
+        "sparse_categorical_crossentropy_loss",
+        "accuracy",
+        "val_loss",
+        "val_sparse_categorical_crossentropy_loss",
+        "val_accuracy",
     }
     assert history.history["val_accuracy"][-1] > 0.7
     logs = model.evaluate(x, y, batch_size=128, verbose=0)
@@ -120,7 +131,9 @@ def test_shuffling_depends_only_on_seed_and_epoch():
     a, b = mlp_model(seed=3), mlp_model(seed=3)
     a.fit(x, y, epochs=2, batch_size=32, verbose=0)
     b.fit(x, y, epochs=2, batch_size=32, verbose=0)
-    for p, q in zip(jax.tree.leaves(a.states.net_params), jax.tree.leaves(b.states.net_params), strict=True):
+    for p, q in zip(
+        jax.tree.leaves(a.states.net_params), jax.tree.leaves(b.states.net_params), strict=True
+    ):
         np.testing.assert_array_equal(p, q)
 
 
@@ -135,7 +148,9 @@ def test_drop_remaining_and_partial_batch():
     mlp_model().fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Count()])
     assert seen == [0, 1, 2, 3]  # the last partial batch of 4 trains
     seen.clear()
-    mlp_model().fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Count()], drop_remaining=True)
+    mlp_model().fit(
+        x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Count()], drop_remaining=True
+    )
     assert seen == [0, 1, 2]
 
 

@@ -30,7 +30,7 @@ def test_maybe_update_only_fills_missing():
 
 def test_missing_attribute_lists_keys():
     with pytest.raises(AttributeError, match=r"no key 'nett_params'.*net_params"):
-        elegy.States().nett_params
+        _ = elegy.States().nett_params
 
 
 def test_pytree_roundtrip_through_transformations():
