@@ -99,10 +99,11 @@ def _reader(source: str) -> Any:
         if not _is_saved(like):
             return like
         data = np.load(f, allow_pickle=False)
+        expected: Any = like  # only its shape and dtype are read
         if _is_key(like):
-            expected = jax.random.key_data(like)
-        else:
-            expected = like if not isinstance(like, _SCALARS) else np.asarray(like)
+            expected = jax.eval_shape(jax.random.key_data, like)
+        elif isinstance(like, _SCALARS):
+            expected = np.asarray(like)
         want = np.dtype(expected.dtype)
         if data.dtype.kind == "V" and data.dtype.itemsize == want.itemsize:
             data = data.view(want)  # e.g. bfloat16, which .npy stores as raw bytes
@@ -193,6 +194,18 @@ def save(
         )
     states = model.states
     keys = [k for k in WEIGHT_KEYS if k in states] if weights_only else list(states)
+    deleted = [
+        _join(key, path_str(tuple(path)))
+        for key in keys
+        for path, leaf in jax.tree_util.tree_leaves_with_path(states[key])
+        if isinstance(leaf, jax.Array) and leaf.is_deleted()
+    ]
+    if deleted:
+        raise CheckpointError(
+            f"model.states holds arrays whose buffers were donated to a compiled step (first: "
+            f"{deleted[0]}); this happens when a fit is stopped inside a step (e.g. a second "
+            "Ctrl-C). Nothing was saved; the previous save is intact."
+        )
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -194,7 +194,7 @@ def _recording_class(cls: type, record: _Record, describe: Callable[[Any], str])
 
 def _recast(node: Any, cls: type) -> Any:
     """`node` (an equinox module) as an instance of its subclass `cls`, same fields."""
-    new = object.__new__(cls)
+    new: Any = object.__new__(cls)
     for field in dataclasses.fields(node):
         if hasattr(node, field.name):
             object.__setattr__(new, field.name, getattr(node, field.name))
@@ -264,12 +264,19 @@ def _trace(model: Model, x: Any, states: States) -> tuple[Any, States]:
 
 def summary_states(model: Model, x: Any) -> States:
     """The states to summarise: the model's own, or, for a model not initialised yet,
-    their shapes as `pred_step` with `initializing=True` would build them."""
+    their shapes as `pred_step` with `initializing=True` and the optimizer's init would
+    build them (nothing is stored on the model)."""
     from ._model import Model as Base
 
     states = model.states
     if states.net_params is None and type(model).pred_step is not Base.pred_step:
         _, states = _trace(model, x, states)
+    optimizer = model.optimizer
+    if states.optimizer_states is None and states.net_params is not None and optimizer is not None:
+        with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
+            states = states.update(
+                optimizer_states=jax.eval_shape(optimizer.init, states.net_params)
+            )
     return states
 
 

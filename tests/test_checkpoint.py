@@ -384,3 +384,42 @@ def test_sigkill_while_saving_keeps_the_previous_save(tmp_path, phase):
 
     model.save(target)  # and saving again tidies up what the crash left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_extra_keys_bfloat16_and_python_numbers_round_trip(tmp_path):
+    def with_extra(step, value):
+        model = elegy.Model(module=eqx.nn.Linear(2, 2, key=jax.random.key(0)))
+        extra = {"step": step, "half": jnp.full((3,), value, jnp.bfloat16), "flag": np.bool_(1)}
+        model._set_states(model.states.update(extra=extra))
+        return model
+
+    with_extra(7, 1.5).save(tmp_path / "extra")
+    fresh = with_extra(0, 0.0)
+    fresh.load(tmp_path / "extra")
+    extra = fresh.states.extra
+    assert extra["step"] == 7 and type(extra["step"]) is int
+    assert extra["half"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(np.asarray(extra["half"], np.float32), [1.5, 1.5, 1.5])
+    assert extra["flag"] == np.bool_(1)
+
+    with pytest.raises(
+        CheckpointError, match=r"extra\['step'\]: the model has float\[\], the save int"
+    ):
+        mismatched = with_extra(0, 0.0)
+        mismatched._set_states(mismatched.states.update(extra={**extra, "step": 1.0}))
+        mismatched.load(tmp_path / "extra")
+
+
+def test_states_with_donated_buffers_are_not_saved(trained, tmp_path):
+    model, _ = trained
+    target = tmp_path / "ckpt"
+    model.save(target)
+    broken = build()
+    states = jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, model.states)
+    states.net_params.head.weight.delete()  # what buffer donation does to a stale reference
+    broken._set_states(states)
+    with pytest.raises(CheckpointError, match=r"donated .*net_params\.head\.weight.*Nothing was"):
+        broken.save(target)
+    fresh = build()
+    fresh.load(target)
+    assert_same_states(fresh.states, model.states)

@@ -228,13 +228,14 @@ class LowLevel(elegy.Model):
 
 
 def test_low_level_model_rows_from_net_params():
-    model = LowLevel()
+    model = LowLevel(optimizer=optax.adam(1e-3))
     x = np.zeros((2, 4), np.float32)
     assert model.states.net_params is None
     text = model.summary(x, return_string=True)  # shapes via pred_step(initializing=True)
-    assert model.states.net_params is None  # nothing was stored
+    assert model.states.net_params is None and model.states.optimizer_states is None
     assert number_after(text, "Total parameters") == 12 + 3 + 1
     assert number_after(text, "non-trainable") == 1
+    assert number_after(text, "Optimizer state") == 1 + 2 * (12 + 3 + 1)  # count, mu, nu
 
     params = {"w": jnp.ones((4, 3)), "b": jnp.ones((3,)), "scale": jnp.ones((), jnp.int32)}
     model._set_states(model.states.update(net_params=params), initialized=True)
