@@ -26,7 +26,7 @@ from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_out
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ._loop import JitSteps
+    from ._jit import JitSteps
     from ._summary import SummaryRow
     from .callbacks import Callback, History
 
@@ -368,7 +368,7 @@ class Model(eqx.Module):
 
     def jit_step(self) -> JitSteps:
         """Build the compiled callables that fit/evaluate/predict run (see `JitSteps`)."""
-        from ._loop import build_jit_steps
+        from ._jit import build_jit_steps
 
         return build_jit_steps(self)
 
