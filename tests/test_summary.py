@@ -297,3 +297,11 @@ def test_bad_arguments():
         model.summary(np.zeros((1, 2)), depth=-1)
     with pytest.raises(ValueError, match="summary needs x"):
         model.summary(None)
+
+
+def test_make_with_state_pair():
+    net, state = eqx.nn.make_with_state(BNNet)(jax.random.key(2))
+    model = elegy.Model(module=net, module_state=state)
+    rows = by_path(model.summary_step(np.zeros((4, 6), np.float32), model.states))
+    assert rows["bn"].non_trainable == n_all(state)[0] == 17
+    assert rows[""].trainable == n_trainable(net)[0]
