@@ -101,35 +101,32 @@ def _paths(tree: Any) -> list[str]:
 
 
 def _check_grads(grads: Any, net_params: Any) -> str | None:
-    expected, got = _paths(net_params), _paths(grads)
-    missing = [p for p in expected if p not in got]
-    extra = [p for p in got if p not in expected]
-    if missing or extra:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join('grads' + p for p in missing[:5])}")
-        if extra:
-            parts.append(f"unexpected {', '.join('grads' + p for p in extra[:5])}")
-        return (
-            f"its grads do not have the leaves of states.net_params ({'; '.join(parts)}); "
-            "return one gradient per parameter, e.g. from jax.grad w.r.t. states.net_params"
-        )
     # jaxlib ships no stubs for PyTreeDef, so mypy cannot type its comparison.
     expected_def: Any = jax.tree.structure(net_params)
     got_def: Any = jax.tree.structure(grads)
     if expected_def != got_def:
-        return (
-            "its grads do not have the tree structure of states.net_params "
-            f"(expected {expected_def}, got {got_def})"
+        expected, got = _paths(net_params), _paths(grads)
+        missing = [f"grads{p}" for p in expected if p not in got]
+        extra = [f"grads{p}" for p in got if p not in expected]
+        found = "; ".join(
+            f"{what} {', '.join(paths[:5])}"
+            for what, paths in (("missing", missing), ("unexpected", extra))
+            if paths
         )
-    leaves = jax.tree_util.tree_leaves_with_path(net_params)
-    for (path, param), grad in zip(leaves, jax.tree.leaves(grads), strict=True):
+        return (
+            f"its grads do not have the leaves of states.net_params "
+            f"({found or f'expected {expected_def}, got {got_def}'}); "
+            "return one gradient per parameter, e.g. from jax.grad w.r.t. states.net_params"
+        )
+    pairs = zip(jax.tree.leaves(net_params), jax.tree.leaves(grads), strict=True)
+    for index, (param, grad) in enumerate(pairs):
         if getattr(param, "shape", None) != getattr(grad, "shape", None) or getattr(
             param, "dtype", None
         ) != getattr(grad, "dtype", None):
+            path = _paths(net_params)[index]
             return (
-                f"grads{jax.tree_util.keystr(path)} is {describe(grad)} while "
-                f"states.net_params{jax.tree_util.keystr(path)} is {describe(param)}"
+                f"grads{path} is {describe(grad)} while "
+                f"states.net_params{path} is {describe(param)}"
             )
     return None
 
