@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import PyTree
 
@@ -77,13 +78,13 @@ class Model(eqx.Module):
     loss: Any = eqx.field(default=None, kw_only=True)
     metrics: Any = eqx.field(default=None, kw_only=True)
     loss_weights: Any = eqx.field(default=None, kw_only=True, static=True)
-    optimizer: Any = eqx.field(default=None, kw_only=True)
+    optimizer: optax.GradientTransformation | None = eqx.field(default=None, kw_only=True)
     seed: int = eqx.field(default=42, kw_only=True, static=True)
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
     strategy: Any = eqx.field(default=None, kw_only=True)
-    states: States = eqx.field(default=None, kw_only=True)  # type: ignore[assignment]
+    states: States = eqx.field(default=None, kw_only=True)
 
     stop_training = False
 
@@ -499,8 +500,10 @@ class Model(eqx.Module):
         steps: int | None = None,
         callbacks: Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
-    ) -> Any:
-        """Predictions for every example of `x`, concatenated (numpy arrays)."""
+    ) -> np.ndarray:
+        """Predictions for every example of `x`, concatenated along the batch axis: a numpy
+        array, or, when the module returns a pytree (a dict or tuple of outputs), that
+        pytree with numpy arrays at its leaves."""
         from ._loop import predict
 
         return predict(
