@@ -21,7 +21,7 @@ import numpy as np
 from ._jit import compiled, initialize
 from ._states import States
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
-from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, prefetch
+from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, is_source, prefetch
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -102,13 +102,14 @@ def _check_labels(y: Any) -> None:
             )
 
 
-def _unpack(data: tuple[Any, ...], argument: str) -> tuple[Any, Any, Any]:
-    if len(data) in (2, 3):
+def _unpack(data: Any, argument: str) -> tuple[Any, Any, Any]:
+    if isinstance(data, tuple) and len(data) in (2, 3):
         x, y, *rest = data
         return x, y, rest[0] if rest else None
+    got = f"a tuple of {len(data)}" if isinstance(data, tuple) else type(data).__name__
     raise TypeError(
         f"{argument} must be a tuple (x, y) or (x, y, sample_weight) of arrays, or a data "
-        f"source (a generator, iterable or Sequence of batches); got a tuple of {len(data)}."
+        f"source (a generator, iterable or Sequence of batches); got {got}."
     )
 
 
@@ -372,7 +373,7 @@ def fit(
         if not isinstance(train, ArrayAdapter):
             raise ValueError("validation_split works only with array data; pass validation_data.")
         train, val = train.split(validation_split)
-    elif isinstance(validation_data, tuple):
+    elif validation_data is not None and not is_source(validation_data):
         vx, vy, vsw = _unpack(validation_data, "validation_data")
         val = adapter_for(
             vx,

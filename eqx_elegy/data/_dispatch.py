@@ -33,6 +33,12 @@ def _is_indexed(x: Any) -> bool:
     )
 
 
+def is_source(x: Any) -> bool:
+    """Whether `x` yields its own batches (a `DataAdapter`, a generator, an iterable, a
+    `Sequence`), as opposed to arrays that `batch_size` cuts into batches."""
+    return isinstance(x, DataAdapter) or not _is_arrays(x)
+
+
 def adapter_for(
     x: Any,
     y: Any = None,
@@ -67,7 +73,7 @@ def adapter_for(
     dataset) needs `steps` in any case. The `*_name` arguments name the caller's
     arguments in error messages.
     """
-    if not isinstance(x, DataAdapter) and _is_arrays(x):
+    if not is_source(x):
         return ArrayAdapter(
             x,
             y,
