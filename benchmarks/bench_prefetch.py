@@ -119,6 +119,8 @@ def main() -> None:
             ahead = elegy.data.IterableAdapter(batches(x, y, batch, work), steps=steps)
             runs["with"].append(per_step(lambda a=ahead: net.fit(a, verbose=0), steps))
         ms = {name: statistics.median(values) for name, values in runs.items()}
+        paired = zip(runs["host"], runs["device"], runs["without"], runs["with"], strict=True)
+        ratios = [(w / (h + d), p / max(h, d)) for h, d, w, p in paired]
         print(f"\nhost transform: {kind}, {args.host_ms} ms requested")
         print(f"  host work per batch        {ms['host']:7.3f} ms")
         print(f"  device step (arrays)       {ms['device']:7.3f} ms")
@@ -130,6 +132,11 @@ def main() -> None:
         print(
             f"  generator, prefetch        {ms['with']:7.3f} ms/step  "
             f"({ms['without'] / ms['with']:.2f}x faster)"
+        )
+        print(
+            "  median paired ratios: no prefetch / (host + device) "
+            f"{statistics.median(r[0] for r in ratios):.2f}, prefetch / max(host, device) "
+            f"{statistics.median(r[1] for r in ratios):.2f}"
         )
 
 

@@ -102,6 +102,17 @@ def _check_labels(y: Any) -> None:
             )
 
 
+def _check_source_labels(model: Model, data: DataAdapter, method: str) -> None:
+    """The default steps need labels; a source whose batches have none fails here rather
+    than inside the traced loss."""
+    custom = model._overridden() & {"train_step", "grad_step", "test_step"}
+    if not custom and data.first_batch()[1] is None:
+        raise ValueError(
+            f"{method} needs labels, but the data source yields batches without y: yield "
+            "(x, y) or (x, y, sample_weight), or override test_step."
+        )
+
+
 def _unpack(data: Any, argument: str) -> tuple[Any, Any, Any]:
     if isinstance(data, tuple) and len(data) in (2, 3):
         x, y, *rest = data
@@ -368,6 +379,8 @@ def fit(
                 "fit needs labels: pass y (or a data source that yields (x, y) batches)."
             )
         _check_labels(train.y)
+    else:
+        _check_source_labels(model, train, "fit")
     val: DataAdapter | None = None
     if validation_split:
         if not isinstance(train, ArrayAdapter):
@@ -485,6 +498,8 @@ def evaluate(
         raise ValueError("evaluate needs labels: pass y (or a source that yields (x, y) batches).")
     if isinstance(data, ArrayAdapter):
         _check_labels(data.y)
+    else:
+        _check_source_labels(model, data, "evaluate")
     cbs = CallbackList(
         [*_default_callbacks(verbose), *(callbacks or [])],
         model,

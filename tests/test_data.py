@@ -397,6 +397,8 @@ def test_bad_batches() -> None:
         model.fit(iter([(X, Y, Y, Y)]), steps_per_epoch=1, verbose=0)
     with pytest.raises(ValueError, match="x batch 0: y is a scalar.*DataLoader"):
         model.fit(DuckRows(), verbose=0)
+    with pytest.raises(ValueError, match="fit needs labels, but the data source yields"):
+        model.fit(iter([X[:32]]), steps_per_epoch=1, verbose=0)
     with pytest.raises(TypeError, match="x batch 0: y is a string"):
         model.fit(iter([(X, "labels")]), steps_per_epoch=1, verbose=0)
     assert_same(params(model), fresh)  # nothing ran
