@@ -115,5 +115,9 @@ class Prefetcher(Iterator[Chunk]):
             self._thread.join()
 
     def __del__(self) -> None:
-        if hasattr(self, "_thread"):
+        if not hasattr(self, "_thread"):
+            return
+        try:
             self.close()
+        except KeyboardInterrupt:  # a second Ctrl-C while waiting: the thread is already
+            pass  # told to stop, and ends after the batch it is reading
