@@ -93,10 +93,11 @@ class BatchChecker:
         if x is None:
             raise ValueError(f"{where} has no inputs (x is None).")
         parts = {"x": x, "y": y, "sample_weight": sample_weight}
-        batch: Batch = tuple(  # type: ignore[assignment]
+        x, y, sample_weight = (
             jax.tree.map(lambda leaf, part=part: _leaf(leaf, f"{where}: {part}"), value)
             for part, value in parts.items()
         )
+        batch = (x, y, sample_weight)
         structure = jax.tree.structure(batch)
         if self._structure is None:
             self._structure, self._first = structure, describe(batch)
