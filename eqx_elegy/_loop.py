@@ -102,6 +102,14 @@ def build_jit_steps(model: Model) -> JitSteps:
     configuration (not its states)."""
     static = _stripped(model)
     seed = model.seed
+    strategy = model.strategy
+
+    def laid_out(out: Any, states: States) -> tuple[Any, States]:
+        # A distribution strategy pins each step's outputs to its layout, so the states a
+        # step returns are placed as those it got: no recompiles, donation still applies.
+        if strategy is None:
+            return out, states
+        return strategy.constrain_outputs(out), strategy.constrain_states(states)
 
     def train(states: States, batch: Any, class_weight: Any, epoch: Any, step: Any) -> Any:
         x, y, sample_weight = batch
@@ -117,7 +125,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=True,
             rng=irng,
         )
-        return _as_logs(logs), new.update(rng=states.rng)
+        return laid_out(_as_logs(logs), new.update(rng=states.rng))
 
     def test(states: States, batch: Any, class_weight: Any, step: Any) -> Any:
         x, y, sample_weight = batch
@@ -133,7 +141,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=False,
             rng=irng,
         )
-        return _as_logs(logs), new.update(rng=states.rng)
+        return laid_out(_as_logs(logs), new.update(rng=states.rng))
 
     def pred(states: States, x: Any, step: Any) -> Any:
         srng, irng = _step_rngs(states.rng, seed, _PRED, 0, step)
@@ -145,7 +153,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=False,
             rng=irng,
         )
-        return y_pred, new.update(rng=states.rng)
+        return laid_out(y_pred, new.update(rng=states.rng))
 
     def init(states: States, batch: Any, class_weight: Any) -> States:
         x, y, sample_weight = batch
@@ -162,7 +170,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=True,
             rng=irng,
         )
-        return new.update(rng=rng)
+        return laid_out(None, new.update(rng=rng))[1]
 
     return JitSteps(
         init=jax.jit(init),
@@ -348,7 +356,7 @@ def _fresh_metrics(model: Model, states: States) -> States:
         return states
     # Copied leaf by leaf: an init that reuses one zero array for several entries would
     # otherwise donate the same buffer twice.
-    return states.update(metrics_states=_owned(model._losses_and_metrics().init()))
+    return _placed(model, states.update(metrics_states=_owned(model._losses_and_metrics().init())))
 
 
 def _owned(states: Any) -> Any:
@@ -366,8 +374,10 @@ def _feed(model: Model, chunks: Iterator[Chunk], steps: int | None) -> Iterator[
     """The chunks a loop runs: at most `steps` steps, placed by the model's distribution
     strategy (if any) and fetched ahead of use."""
     strategy = model.strategy
-    put = None if strategy is None else strategy.put_batch
-    return prefetch(_limited(chunks, steps), put=put)
+    chunks = _limited(chunks, steps)
+    if strategy is not None:
+        chunks = (c._replace(batch=strategy.put_batch(c.batch, c.stacked)) for c in chunks)
+    return prefetch(chunks)
 
 
 def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
@@ -387,7 +397,9 @@ def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
 
 
 def _initialize(model: Model, jit: JitSteps, batch: Any, class_weight: Any) -> States:
-    states = jit.init(model.states, batch, class_weight)
+    if model.strategy is not None:
+        batch = model.strategy.put_batch(batch, False)
+    states = jit.init(_placed(model, model.states), batch, class_weight)
     model._set_states(states, initialized=True)
     return states
 
