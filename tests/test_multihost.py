@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 32
-TIMEOUT = 120.0
+TIMEOUT = 300.0  # generous: a loaded 2-core machine; a healthy run takes ~30 s
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -120,28 +121,37 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     outs = [tmp_path / f"process{i}.npz" for i in range(2)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, str(i), str(port), str(outs[i])],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
-    logs: list[str] = []
+    logs = [tmp_path / f"process{i}.log" for i in range(2)]
+    procs = []
+    deadline = time.monotonic() + TIMEOUT
     try:
+        for i in range(2):
+            with open(logs[i], "w") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, __file__, str(i), str(port), str(outs[i])],
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         expected = _references()  # while the two processes run
-        for proc in procs:
-            logs.append(proc.communicate(timeout=TIMEOUT)[0])
+        # Stop at the first failure: the other process would wait for its peer until
+        # jax.distributed's own timeout.
+        while any(p.poll() is None for p in procs) and all(p.poll() in (None, 0) for p in procs):
+            assert time.monotonic() < deadline, f"the processes ran over {TIMEOUT} s"
+            time.sleep(0.1)
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    for i, proc in enumerate(procs):
-        assert proc.returncode == 0, f"process {i} failed:\n{logs[i]}"
+    failed = [i for i, proc in enumerate(procs) if proc.returncode != 0]
+    assert not failed, "\n".join(
+        f"process {i} exited with {procs[i].returncode} (-9: killed after its peer failed):\n"
+        f"{logs[i].read_text()}"
+        for i in failed
+    )
     results = [dict(np.load(out)) for out in outs]
 
     assert [bool(r["main"]) for r in results] == [True, False]
