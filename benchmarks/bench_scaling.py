@@ -24,7 +24,7 @@ from typing import Any
 
 
 def _parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--devices", default=None, help="device counts, e.g. 1,2,4,8")
     parser.add_argument("--strategy", choices=["dp", "fsdp", "both"], default="both")
     parser.add_argument("--per-device-batch", type=int, default=256)
@@ -95,7 +95,9 @@ def main() -> None:
         f"{args.features}-{args.width}x{args.depth}-10, {args.per_device_batch} examples per "
         f"device per step, {args.steps} steps per epoch"
     )
-    print(f"{'strategy':>8} {'devices':>7} {'examples/s':>12} {'per device':>12} {'efficiency':>10}")
+    print(
+        f"{'strategy':>8} {'devices':>7} {'examples/s':>12} {'per device':>12} {'efficiency':>10}"
+    )
     results: list[dict[str, Any]] = []
     for kind in kinds:
         base = None
@@ -113,9 +115,7 @@ def main() -> None:
                 efficiency=per_device / base,
             )
             results.append(row)
-            print(
-                f"{kind:>8} {n:>7} {total:>12.0f} {per_device:>12.0f} {row['efficiency']:>10.2f}"
-            )
+            print(f"{kind:>8} {n:>7} {total:>12.0f} {per_device:>12.0f} {row['efficiency']:>10.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "results": results}, f, indent=2)
