@@ -13,7 +13,7 @@ from ._distributed import DataParallel as DataParallel
 from ._distributed import gather_to_host as gather_to_host
 from ._distributed import initialize_distributed as initialize_distributed
 from ._distributed import is_main_process as is_main_process
-from ._loop import JitSteps as JitSteps
+from ._jit import JitSteps as JitSteps
 from ._loop import LazyLogs as LazyLogs
 from ._model import Model as Model
 from ._states import RNGSeq as RNGSeq

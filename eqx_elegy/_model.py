@@ -24,7 +24,7 @@ from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_out
 
 if TYPE_CHECKING:
     from ._distributed import DataParallel
-    from ._loop import JitSteps
+    from ._jit import JitSteps
     from ._summary import SummaryRow
     from .callbacks import Callback, History
 
@@ -366,7 +366,7 @@ class Model(eqx.Module):
 
     def jit_step(self) -> JitSteps:
         """Build the compiled callables that fit/evaluate/predict run (see `JitSteps`)."""
-        from ._loop import build_jit_steps
+        from ._jit import build_jit_steps
 
         return build_jit_steps(self)
 
