@@ -303,3 +303,17 @@ def test_bad_rule_shapes_and_strategies_are_explained(data: Any) -> None:
         mlp_model().distributed(strategy)
     with pytest.raises(TypeError, match="takes a distribution strategy such as"):
         mlp_model().distributed("data_parallel")  # type: ignore[arg-type]
+
+
+def test_save_and_load_sharded_states(data: Any, tmp_path: Any) -> None:
+    strategy = elegy.FSDP(jax.devices()[:4], min_size=0)
+    model = mlp_model().distributed(strategy)
+    model.init(*data)
+    assert spec(model.states.net_params.layers[0].weight) == P(None, "data")
+    model.save(tmp_path / "ckpt")
+    restored = mlp_model().distributed(strategy)
+    restored.init(*data)
+    restored.load(tmp_path / "ckpt")
+    assert_trees_close(restored.states.net_params, model.states.net_params)
+    assert restored.evaluate(*data, verbose=0) == model.evaluate(*data, verbose=0)
+    assert spec(restored.states.net_params.layers[0].weight) == P(None, "data")
