@@ -175,7 +175,7 @@ def _fresh_metrics(model: Model, states: States) -> States:
         return states
     # Copied leaf by leaf: an init that reuses one zero array for several entries would
     # otherwise donate the same buffer twice.
-    return states.update(metrics_states=_owned(model._losses_and_metrics().init()))
+    return _placed(model, states.update(metrics_states=_owned(model._losses_and_metrics().init())))
 
 
 def _owned(states: Any) -> Any:

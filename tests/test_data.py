@@ -474,7 +474,9 @@ def test_prefetch_is_bounded_and_closes_its_source() -> None:
 
 
 def test_prefetch_applies_put_in_order() -> None:
-    stream = data.prefetch(chunks(20, [], []), put=lambda b: jax.tree.map(jnp.asarray, b), size=2)
+    stream = data.prefetch(
+        chunks(20, [], []), put=lambda b, stacked: jax.tree.map(jnp.asarray, b), size=2
+    )
     values = [c.batch[0] for c in stream]
     assert all(isinstance(v, jax.Array) for v in values)
     assert [float(v[0]) for v in values] == list(range(20))

@@ -23,10 +23,12 @@ _END = object()
 
 
 def prefetch(
-    chunks: Iterator[Chunk], put: Callable[[Any], Any] | None = None, size: int | None = None
+    chunks: Iterator[Chunk],
+    put: Callable[[Any, bool], Any] | None = None,
+    size: int | None = None,
 ) -> Iterator[Chunk]:
-    """Yield `chunks` with their batches passed through `put` (e.g. a sharded
-    `jax.device_put`).
+    """Yield `chunks` with their batches passed through `put(batch, stacked)` (e.g. a
+    sharded `jax.device_put`; `stacked` says the batch has a leading steps axis).
 
     `size` chunks are read ahead by a background thread; 0 reads them here, on demand;
     None picks 0 on CPU and 2 on an accelerator. On an accelerator without `put`, the
@@ -37,10 +39,16 @@ def prefetch(
     if size is None:
         size = 2 if accelerator else 0
     if put is None and accelerator:
-        put = jax.device_put
+        put = _device_put
     if size <= 0:
-        return chunks if put is None else (c._replace(batch=put(c.batch)) for c in chunks)
+        return (
+            chunks if put is None else (c._replace(batch=put(c.batch, c.stacked)) for c in chunks)
+        )
     return Prefetcher(chunks, put, size)
+
+
+def _device_put(batch: Any, stacked: bool) -> Any:
+    return jax.device_put(batch)
 
 
 def _offer(items: queue.Queue[Any], stop: threading.Event, item: Any) -> bool:
@@ -56,7 +64,7 @@ def _offer(items: queue.Queue[Any], stop: threading.Event, item: Any) -> bool:
 
 def _produce(
     chunks: Iterator[Chunk],
-    put: Callable[[Any], Any] | None,
+    put: Callable[[Any, bool], Any] | None,
     items: queue.Queue[Any],
     stop: threading.Event,
 ) -> None:
@@ -65,7 +73,7 @@ def _produce(
     try:
         for chunk in chunks:
             if put is not None:
-                chunk = chunk._replace(batch=put(chunk.batch))
+                chunk = chunk._replace(batch=put(chunk.batch, chunk.stacked))
             if not _offer(items, stop, chunk):
                 return
         _offer(items, stop, _END)
@@ -86,7 +94,7 @@ class Prefetcher(Iterator[Chunk]):
     the source iterator and waits for the thread to end.
     """
 
-    def __init__(self, chunks: Iterator[Chunk], put: Callable[[Any], Any] | None, size: int):
+    def __init__(self, chunks: Iterator[Chunk], put: Callable[[Any, bool], Any] | None, size: int):
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=size)
         self._stop = threading.Event()
         self._thread = threading.Thread(
