@@ -311,6 +311,11 @@ class LossesAndMetrics(eqx.Module):
         return [w] * len(keys)
 
     @property
+    def has_loss(self) -> bool:
+        """Whether `loss=` gave at least one term (a data loss or a regularizer)."""
+        return bool(self.losses)
+
+    @property
     def log_names(self) -> list[str]:
         """The log names in display order: `loss`, the terms, the metrics (a dict
         returned through `jax.jit` comes back with its keys sorted)."""
