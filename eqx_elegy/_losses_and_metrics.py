@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, cast
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, PyTree
@@ -497,6 +498,15 @@ def _select(
     ]
 
 
+def _is_number(w: Any) -> bool:
+    """A Python/numpy number, or a scalar JAX array (a class weight traced by jit)."""
+    if isinstance(w, bool):
+        return False
+    if isinstance(w, int | float | np.number):
+        return True
+    return isinstance(w, jax.Array) and w.shape == () and jnp.issubdtype(w.dtype, jnp.number)
+
+
 def _apply_class_weight(
     class_weight: Mapping[int, float], y_true: Any, y_pred: Any, sample_weight: Any
 ) -> Array:
@@ -518,17 +528,18 @@ def _apply_class_weight(
         raise TypeError("`class_weight` needs labels, but y_true is None.")
     pred_shape: tuple[int, ...] = tuple(np.shape(y_pred))
     num_classes = pred_shape[-1] if len(pred_shape) >= 2 and pred_shape[-1] > 1 else 2
-    table = np.ones(num_classes, np.float32)
+    # The weights may arrive traced (a dict passed through jit); the keys are static.
+    table = jnp.ones(num_classes, jnp.float32)
     out_of_range = []
     for key, w in class_weight.items():
         if isinstance(key, bool) or not isinstance(key, int | np.integer):
             raise TypeError(f"`class_weight` keys must be int class ids, got {key!r}.")
-        if isinstance(w, bool) or not isinstance(w, int | float | np.number):
+        if not _is_number(w):
             raise TypeError(f"`class_weight[{key}]` must be a number, got {w!r}.")
         if not 0 <= key < num_classes:
             out_of_range.append(int(key))
         else:
-            table[key] = w
+            table = table.at[int(key)].set(jnp.asarray(w).astype(jnp.float32))
     if out_of_range:
         raise ValueError(
             f"`class_weight` has class ids {out_of_range} out of range: y_pred of shape "
@@ -542,9 +553,7 @@ def _apply_class_weight(
             labels = labels[..., 0]
     if jnp.issubdtype(labels.dtype, jnp.floating):
         labels = jnp.round(labels)
-    per_example = jnp.take(
-        jnp.asarray(table), labels.astype(jnp.int32), mode="fill", fill_value=1.0
-    )
+    per_example = jnp.take(table, labels.astype(jnp.int32), mode="fill", fill_value=1.0)
     if sample_weight is None:
         return per_example
     weight = jnp.asarray(sample_weight).astype(jnp.float32)

@@ -4,8 +4,11 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from helpers import digits, mlp
 
+import eqx_elegy as elegy
 from eqx_elegy import losses, metrics, regularizers
 from eqx_elegy._losses_and_metrics import LossesAndMetrics
 
@@ -179,6 +182,17 @@ class TestClassWeight:
             logs["loss"], (np.where(y == 1, 3.0, 1.0) * bce).mean(), rtol=1e-5
         )
 
+    def test_weights_may_be_traced(self):
+        # A model's compiled step receives class_weight as a pytree argument.
+        lam = LossesAndMetrics.build(losses.SparseCategoricalCrossentropy(from_logits=True), None)
+
+        @jax.jit
+        def loss(class_weight):
+            return lam(lam.init(), IDS, LOGITS, None, class_weight, None, batch_size=N)[0]
+
+        traced = loss({k: jnp.float32(v) for k, v in self.table.items()})
+        np.testing.assert_allclose(traced, (self.per_example * CE).mean(), rtol=1e-5)
+
     def test_out_of_range_ids_and_bad_keys(self):
         lam = LossesAndMetrics.build(losses.SparseCategoricalCrossentropy(from_logits=True), None)
         with pytest.raises(
@@ -191,6 +205,8 @@ class TestClassWeight:
             run(bce, REG_TRUE, REG_PRED, class_weight={2: 1.0})
         with pytest.raises(TypeError, match="keys must be int class ids, got 'a'"):
             run(lam, IDS, LOGITS, class_weight={"a": 1.0})
+        with pytest.raises(TypeError, match=r"`class_weight\[0\]` must be a number, got 'x'"):
+            run(lam, IDS, LOGITS, class_weight={0: "x"})
         with pytest.raises(TypeError, match=r"`class_weight` must be a dict"):
             run(lam, IDS, LOGITS, class_weight=[1.0, 2.0])
         multi = LossesAndMetrics.build(losses.MeanSquaredError(), None)
@@ -403,3 +419,57 @@ def test_nan_loss_check_hints_at_from_logits():
         FloatingPointError, match=r"(?s)log_loss_loss: a plain-function loss.*from_logits=True"
     ):
         fn.check(loss)
+
+
+# ------------------------------------------------------------- through Model.fit
+
+
+def test_class_weight_shifts_a_trained_models_predictions():
+    gen = np.random.default_rng(0)
+    y = (gen.uniform(size=256) < 0.5).astype(np.int32)
+    x = (gen.normal(size=(256, 2)) + y[:, None]).astype(np.float32)  # overlapping classes
+
+    def share_predicted_as_1(class_weight):
+        model = elegy.Model(
+            module=eqx.nn.Linear(2, 2, key=jax.random.key(0)),
+            loss=losses.SparseCategoricalCrossentropy(from_logits=True),
+            optimizer=optax.adam(0.05),
+        )
+        model.fit(
+            x, y, epochs=20, batch_size=64, verbose=0, shuffle=False, class_weight=class_weight
+        )
+        return float((np.asarray(model.predict(x, batch_size=256)).argmax(-1) == 1).mean())
+
+    plain, weighted = share_predicted_as_1(None), share_predicted_as_1({1: 4.0})
+    assert 0.35 < plain < 0.65
+    assert weighted > plain + 0.2
+
+
+def test_model_evaluate_logs_equal_whole_data_values():
+    x, y = digits(300)
+    model = elegy.Model(
+        module=mlp(),
+        loss=[losses.SparseCategoricalCrossentropy(from_logits=True), regularizers.L2(1e-3)],
+        metrics=[metrics.Accuracy(), metrics.F1(num_classes=10)],
+        optimizer=optax.adam(1e-2),
+    )
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    logs = model.evaluate(x, y, batch_size=128, verbose=0)  # batches of 128, 128, 44
+    logits = np.asarray(model.predict(x, batch_size=300), np.float64)
+    ce = -log_softmax(logits)[np.arange(len(y)), y].mean()
+    params = [np.asarray(p) for p in jax.tree.leaves(model.states.net_params)]
+    l2 = 1e-3 * sum(float((p.astype(np.float64) ** 2).sum()) for p in params)
+    predicted = logits.argmax(-1)
+    t, p = np.eye(10)[y], np.eye(10)[predicted]
+    tp, fp, fn = (t * p).sum(0), ((1 - t) * p).sum(0), (t * (1 - p)).sum(0)
+    prec, rec = tp / (tp + fp + 1e-7), tp / (tp + fn + 1e-7)
+    expected = {
+        "loss": ce + l2,
+        "sparse_categorical_crossentropy_loss": ce,
+        "l2_loss": l2,
+        "accuracy": (predicted == y).mean(),
+        "f1": (2 * prec * rec / (prec + rec + 1e-7)).mean(),
+    }
+    assert set(logs) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(logs[name], value, rtol=1e-4, err_msg=name)
