@@ -53,7 +53,7 @@ def batches(*arrays, sizes=BATCHES):
         start += n
 
 
-def run(lam, y_true, y_pred, sample_weight=None, class_weight=None, sizes=BATCHES):
+def run(lam, y_true, y_pred, sample_weight=None, class_weight=None, sizes=(N,)):
     """Every batch through one jitted call; returns the last batch loss and final logs."""
 
     @eqx.filter_jit
@@ -96,8 +96,8 @@ def test_running_logs_over_uneven_batches_equal_whole_data():
         "accuracy": (W * (LOGITS.argmax(-1) == IDS)).sum() / W.sum(),
         "f1": f1_macro(IDS, LOGITS.argmax(-1), W),
     }
-    _, uneven = run(lam, IDS, LOGITS, W)
-    _, whole = run(lam, IDS, LOGITS, W, sizes=(N,))
+    _, uneven = run(lam, IDS, LOGITS, W, sizes=BATCHES)
+    _, whole = run(lam, IDS, LOGITS, W)
     assert lam.log_names == [
         "loss",
         "sparse_categorical_crossentropy_loss",
@@ -197,11 +197,11 @@ class TestClassWeight:
         lam = LossesAndMetrics.build(losses.SparseCategoricalCrossentropy(from_logits=True), None)
         with pytest.raises(
             ValueError,
-            match=r"class ids \[3, -1\] out of range: y_pred of shape \(5, 3\) has 3 classes \(ids 0..2\)",
+            match=r"class ids \[3, -1\] out of range: y_pred of shape \(12, 3\) has 3 classes \(ids 0..2\)",
         ):
             run(lam, IDS, LOGITS, class_weight={0: 1.0, 3: 2.0, -1: 1.0})
         bce = LossesAndMetrics.build(losses.BinaryCrossentropy(), None)
-        with pytest.raises(ValueError, match=r"class ids \[2\].*\(5, 1\) has 2 classes"):
+        with pytest.raises(ValueError, match=r"class ids \[2\].*\(12, 1\) has 2 classes"):
             run(bce, REG_TRUE, REG_PRED, class_weight={2: 1.0})
         with pytest.raises(TypeError, match="keys must be int class ids, got 'a'"):
             run(lam, IDS, LOGITS, class_weight={"a": 1.0})
@@ -225,7 +225,7 @@ class TestDictOutputs:
             {"cls": metrics.Accuracy(), "reg": [metrics.MeanAbsoluteError(), "mse"]},
             loss_weights={"reg": 0.5},
         )
-        _, logs = run(lam, self.y_true, self.y_pred, W)
+        _, logs = run(lam, self.y_true, self.y_pred, W, sizes=BATCHES)
         names = [
             "loss",
             "cls_loss",
@@ -277,7 +277,7 @@ class TestDictOutputs:
 
     def test_labels_must_cover_the_outputs(self):
         lam = LossesAndMetrics.build({"reg": "mse"}, None)
-        with pytest.raises(ValueError, match=r"y_true must be a dict.*got y_true array\(5, 1\)"):
+        with pytest.raises(ValueError, match=r"y_true must be a dict.*got y_true array\(12, 1\)"):
             run(lam, REG_TRUE, self.y_pred)
 
     def test_list_for_dict_outputs_asks_for_a_dict(self):
@@ -312,7 +312,7 @@ class TestTupleOutputs:
         ):
             run(lam, (REG_TRUE, REG_TRUE), (REG_PRED, REG_PRED))
         with pytest.raises(
-            ValueError, match=r"y_true must be a tuple of 2; got y_true array\(5, 1\)"
+            ValueError, match=r"y_true must be a tuple of 2; got y_true array\(12, 1\)"
         ):
             run(LossesAndMetrics.build("mse", None), REG_TRUE, (REG_PRED, REG_PRED))
 
@@ -383,14 +383,14 @@ def test_bad_loss_and_metric_specs():
 def test_bad_call_inputs():
     lam = LossesAndMetrics.build([losses.MeanSquaredError(reduction="none")], None)
     with pytest.raises(
-        ValueError, match=r"'mean_squared_error_loss' returned shape \(5,\); .*scalars"
+        ValueError, match=r"'mean_squared_error_loss' returned shape \(12,\); .*scalars"
     ):
         run(lam, REG_TRUE, REG_PRED)
     lam = LossesAndMetrics.build("mse", None)
     with pytest.raises(TypeError, match=r"needs labels, but y_true .* is None"):
         run(lam, None, REG_PRED)
     with pytest.raises(
-        ValueError, match=r"y_true has shape \(5, 1\) and y_pred has shape \(5, 3\)"
+        ValueError, match=r"y_true has shape \(12, 1\) and y_pred has shape \(12, 3\)"
     ):
         run(lam, REG_TRUE, LOGITS)
     reg = LossesAndMetrics.build(regularizers.L2(), None)
