@@ -8,6 +8,7 @@ from . import callbacks as callbacks
 from . import data as data
 from . import losses as losses
 from . import metrics as metrics
+from . import regularizers as regularizers
 from ._distributed import FSDP as FSDP
 from ._distributed import DataParallel as DataParallel
 from ._distributed import gather_to_host as gather_to_host
