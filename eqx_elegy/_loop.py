@@ -420,6 +420,7 @@ def fit(
         model._optimizer_or_raise()
 
     history = History()
+    object.__setattr__(model, "history", history)
     steps = steps_per_epoch or train.num_batches()
     cbs = CallbackList(
         [history, *_default_callbacks(verbose), *(callbacks or [])],
