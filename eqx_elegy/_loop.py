@@ -337,9 +337,12 @@ class _DeferredInterrupt:
 # ---------------------------------------------------------------------------- loops
 
 
-def _default_callbacks(verbose: int) -> list[Callback]:
+def _default_callbacks(verbose: int, callbacks: Sequence[Callback] | None) -> list[Callback]:
+    """The progress bar when `verbose`, unless the user passed their own ProgbarLogger."""
     _check_int("verbose", verbose, 0, allow_none=False)
-    return [ProgbarLogger()] if verbose else []
+    if not verbose or any(isinstance(cb, ProgbarLogger) for cb in callbacks or ()):
+        return []
+    return [ProgbarLogger()]
 
 
 def _fresh_metrics(model: Model, states: States) -> States:
@@ -360,6 +363,37 @@ def _owned(states: Any) -> Any:
 def _placed(model: Model, states: States) -> States:
     """The states as the model's distribution strategy lays them out (if any)."""
     return states if model.strategy is None else model.strategy.put_states(states)
+
+
+def _synced(model: Model, states: States) -> States:
+    """The loop's states after callbacks ran: if one replaced `model.states` (e.g.
+    ReduceLROnPlateau, BackupAndRestore), those, copied and placed for donation."""
+    return states if model.states is states else _placed(model, _owned(model.states))
+
+
+def _resume_point(model: Model, initial_epoch: int) -> tuple[int, int]:
+    """The epoch and step a fit starts at: `initial_epoch`, unless a callback
+    (BackupAndRestore) loaded a backup in on_train_begin and set `model._resume_at`."""
+    resume = getattr(model, "_resume_at", None)
+    if resume is None:
+        return initial_epoch, 0
+    object.__delattr__(model, "_resume_at")
+    return resume
+
+
+def _skipped(chunks: Iterator[Chunk], steps: int) -> Iterator[Chunk]:
+    """The chunks after the first `steps` steps (an epoch resumed mid-way), splitting a
+    stacked chunk that straddles that point."""
+    for chunk in chunks:
+        if steps >= chunk.steps:
+            steps -= chunk.steps
+            continue
+        if steps:
+            for i in range(steps, chunk.steps):
+                yield Chunk(jax.tree.map(lambda a, i=i: a[i], chunk.batch), 1, False)
+            steps = 0
+            continue
+        yield chunk
 
 
 def _feed(model: Model, chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
@@ -519,25 +553,33 @@ def fit(
     history = History()
     steps = steps_per_epoch or train.num_batches()
     cbs = CallbackList(
-        [history, *_default_callbacks(verbose), *(callbacks or [])],
+        [history, *_default_callbacks(verbose, callbacks), *(callbacks or [])],
         model,
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
     if not model.initialized:
         _initialize(model, jit, train.first_batch(), cw)
     states = _placed(model, _owned(model.states))
+    model._set_states(states)  # so that callbacks see the states the loop trains
     model.stop_training = False
     batch_hooks = cbs.wants("on_train_batch_begin") or cbs.wants("on_train_batch_end")
     epoch_logs: dict[str, float] = {}
     with _DeferredInterrupt() as interrupt:
         cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            states = _fresh_metrics(model, states)
+        states = _synced(model, states)
+        first_epoch, first_step = _resume_point(model, initial_epoch)
+        for epoch in range(first_epoch, epochs):
+            # An epoch resumed mid-way keeps the metrics it had accumulated.
+            step = first_step if epoch == first_epoch else 0
+            if not step:
+                states = _fresh_metrics(model, states)
+                model._set_states(states)
             cbs.on_epoch_begin(epoch)
+            states = _synced(model, states)
             logs: Any = None
             stacked = False
-            step = 0
-            for chunk in _feed(model, train.chunks(epoch, spe), steps_per_epoch):
+            left = None if steps_per_epoch is None else steps_per_epoch - step
+            for chunk in _feed(model, _skipped(train.chunks(epoch, spe), step), left):
                 if batch_hooks:
                     for i in range(chunk.steps):
                         cbs.on_train_batch_begin(step + i)
@@ -548,6 +590,7 @@ def fit(
                 if batch_hooks:
                     for i in range(chunk.steps):
                         cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+                    states = _synced(model, states)
                 step += chunk.steps
                 interrupt.check()
                 if model.stop_training:
@@ -559,6 +602,7 @@ def fit(
                 val_logs = _run_test(model, jit, states, val, cbs, validation_steps, spe)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.on_epoch_end(epoch, epoch_logs)
+            states = _synced(model, states)
             interrupt.check()
             if model.stop_training:
                 break
@@ -587,7 +631,7 @@ def evaluate(
         _check_labels(data.y)
     jit = jit_steps(model)
     cbs = CallbackList(
-        [*_default_callbacks(verbose), *(callbacks or [])],
+        [*_default_callbacks(verbose, callbacks), *(callbacks or [])],
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
@@ -614,7 +658,7 @@ def predict(
     data = make_adapter(x, batch_size=batch_size)
     jit = jit_steps(model)
     cbs = CallbackList(
-        [*_default_callbacks(verbose), *(callbacks or [])],
+        [*_default_callbacks(verbose, callbacks), *(callbacks or [])],
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )

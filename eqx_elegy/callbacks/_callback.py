@@ -68,16 +68,18 @@ class CallbackList(Callback):
         self.set_model(model)
         self.set_params(params)
         for hook in _HOOKS:
-            active = [
-                getattr(cb, hook)
-                for cb in self.callbacks
-                if getattr(type(cb), hook) is not getattr(Callback, hook)
-            ]
+            active = [getattr(cb, hook) for cb in self.callbacks if _overrides(cb, hook)]
             object.__setattr__(self, hook, _fan_out(active))
 
     def wants(self, hook: str) -> bool:
         """Whether any callback overrides `hook`."""
-        return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks)
+        return any(_overrides(cb, hook) for cb in self.callbacks)
+
+
+def _overrides(callback: Callback, hook: str) -> bool:
+    """Whether `callback` does something on `hook`: its class overrides the method, or the
+    instance carries its own function for it (as `LambdaCallback` does)."""
+    return hook in vars(callback) or getattr(type(callback), hook) is not getattr(Callback, hook)
 
 
 def _fan_out(methods: list[Any]) -> Any:
