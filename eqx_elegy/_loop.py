@@ -431,7 +431,10 @@ def fit(
         initialize(model, train.first_batch(), cw)
     live = _Live(model, _placed(model, _owned(model.states)))
     model.stop_training = False
-    batch_hooks = cbs.wants("on_train_batch_begin") or cbs.wants("on_train_batch_end")
+    begin_hooks = cbs.wants("on_train_batch_begin")
+    batch_hooks = begin_hooks or cbs.wants("on_train_batch_end")
+    # Storing States on the model costs a pytree rebuild: only for hooks that read it.
+    batch_states = cbs.wants_states("on_train_batch_begin", "on_train_batch_end")
     epoch_logs: dict[str, float] = {}
     try:
         with _DeferredInterrupt() as interrupt:
@@ -449,8 +452,9 @@ def fit(
                 stacked = False
                 left = None if steps_per_epoch is None else steps_per_epoch - step
                 for chunk in _feed(model, _skipped(train.chunks(epoch, spe), step), left):
-                    if batch_hooks:
-                        live.push()
+                    if begin_hooks:
+                        if batch_states:
+                            live.push()
                         for i in range(chunk.steps):
                             cbs.on_train_batch_begin(step + i)
                         live.pull()
@@ -459,7 +463,8 @@ def fit(
                     live.update(leaves)
                     stacked = chunk.stacked
                     if batch_hooks:
-                        live.push()
+                        if batch_states:
+                            live.push()
                         for i in range(chunk.steps):
                             cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
                         live.pull()

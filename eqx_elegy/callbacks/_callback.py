@@ -22,6 +22,12 @@ class Callback:
     model: Model
     params: dict[str, Any]
 
+    #: Whether this callback's batch hooks may read `self.model.states`. Before batch hooks
+    #: the loop stores the latest states on the model (rebuilding the `States` pytree, which
+    #: costs about as much as a small model's step) only if some callback says so; one that
+    #: only counts steps or reads the batch logs sets this to False and costs nothing.
+    batch_hooks_read_states: bool = True
+
     def __init__(self) -> None:
         self.params = {}
 
@@ -75,6 +81,14 @@ class CallbackList(Callback):
         """Whether any callback overrides `hook`."""
         return any(_overrides(cb, hook) for cb in self.callbacks)
 
+    def wants_states(self, *hooks: str) -> bool:
+        """Whether a callback that overrides one of `hooks` reads the model's states there
+        (see `Callback.batch_hooks_read_states`)."""
+        return any(
+            cb.batch_hooks_read_states and any(_overrides(cb, hook) for hook in hooks)
+            for cb in self.callbacks
+        )
+
 
 def _overrides(callback: Callback, hook: str) -> bool:
     """Whether `callback` does something on `hook`: its class overrides the method, or the
@@ -83,6 +97,11 @@ def _overrides(callback: Callback, hook: str) -> bool:
 
 
 def _fan_out(methods: list[Any]) -> Any:
+    """One callable for a hook: the only callback's method itself when there is one (batch
+    hooks run every step, so the extra call layer would be paid each time)."""
+    if len(methods) == 1:
+        return methods[0]
+
     def call(*args: Any, **kwargs: Any) -> None:
         for method in methods:
             method(*args, **kwargs)

@@ -78,6 +78,8 @@ class ProgbarLogger(Callback):
     passing a ProgbarLogger in `callbacks` replaces the default one.
     """
 
+    batch_hooks_read_states = False  # only the batch logs
+
     def __init__(self, refresh_per_second: float = 4.0, console: Console | None = None):
         super().__init__()
         if not isinstance(refresh_per_second, int | float) or not refresh_per_second > 0:
@@ -109,7 +111,8 @@ class ProgbarLogger(Callback):
         # Without a bar, nothing happens between an epoch's start and end.
         self._next = self._start + self.interval if self._bar else math.inf
 
-    def _step(self, batch: int, logs: Logs | None) -> None:
+    def _step(self, batch: int, logs: Logs | None = None) -> None:
+        # The hot path: called after every step.
         self._seen = batch + 1
         now = time.perf_counter()
         if now < self._next:
@@ -184,8 +187,7 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._open(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}")
 
-    def on_train_batch_end(self, batch: int, logs: Logs | None = None) -> None:
-        self._step(batch, logs)
+    on_train_batch_end = _step
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         self._close(logs)

@@ -15,6 +15,8 @@ class TerminateOnNaN(Callback):
     where it stopped (None if it never did).
     """
 
+    batch_hooks_read_states = False  # only the batch logs
+
     def __init__(self) -> None:
         super().__init__()
         self.stopped_epoch: int | None = None
