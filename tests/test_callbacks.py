@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
-import shutil
 import struct
 import warnings
 from collections.abc import Iterator, Mapping
@@ -115,47 +115,9 @@ def _crash_at(epoch: int, batch: int) -> LambdaCallback:
     return LambdaCallback(on_epoch_begin=begin, on_train_batch_end=end)
 
 
-# Until `Model.save`/`Model.load` (the checkpoint issue) land in main, a minimal stand-in with
-# the same contract (a directory written atomically; load into a model built the same way).
-def _leaf_to_numpy(leaf: Any) -> np.ndarray:
-    if jax.numpy.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        return np.asarray(jax.random.key_data(leaf))
-    return np.asarray(leaf)
-
-
-def _stand_in_save(self: elegy.Model, path: str, weights_only: bool = False) -> None:
-    tree = (self.states.net_params, self.states.net_states) if weights_only else self.states
-    tmp = f"{path}.tmp"
-    os.makedirs(tmp, exist_ok=True)
-    np.savez(os.path.join(tmp, "leaves.npz"), *map(_leaf_to_numpy, jax.tree.leaves(tree)))
-    if os.path.exists(path):
-        shutil.rmtree(path)
-    os.replace(tmp, path)
-
-
-def _stand_in_load(self: elegy.Model, path: str) -> None:
-    with np.load(os.path.join(path, "leaves.npz")) as data:
-        saved = [data[f"arr_{i}"] for i in range(len(data.files))]
-    leaves, treedef = jax.tree.flatten(self.states)
-    restored = [
-        jax.random.wrap_key_data(value, impl=jax.random.key_impl(old))
-        if jax.numpy.issubdtype(old.dtype, jax.dtypes.prng_key)
-        else jax.numpy.asarray(value, dtype=old.dtype)
-        for value, old in zip(saved, leaves, strict=True)
-    ]
-    self._set_states(jax.tree.unflatten(treedef, restored))
-
-
-@pytest.fixture
-def saving(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not hasattr(elegy.Model, "save"):
-        monkeypatch.setattr(elegy.Model, "save", _stand_in_save, raising=False)
-        monkeypatch.setattr(elegy.Model, "load", _stand_in_load, raising=False)
-
-
 def _saved_params(model: elegy.Model, path: Path) -> list[np.ndarray]:
     """The parameters of the save at `path`, loaded into `model` (whose states change)."""
-    model.load(str(path))  # type: ignore[attr-defined]
+    model.load(path)
     return _params(model)
 
 
@@ -192,7 +154,7 @@ def test_states_are_stored_for_batch_hooks_only_when_read(
     model: elegy.Model, reads_states: bool
 ) -> None:
     class Watcher(Callback):
-        batch_hooks_read_states = reads_states
+        reads_states_per_batch = reads_states
 
         def __init__(self) -> None:
             super().__init__()
@@ -206,7 +168,7 @@ def test_states_are_stored_for_batch_hooks_only_when_read(
     # Storing the States on the model each step rebuilds the pytree: a callback that only
     # counts steps or reads logs (ProgbarLogger, TerminateOnNaN, TensorBoard) avoids it.
     assert len({id(states) for states in watcher.seen}) == (STEPS if reads_states else 1)
-    assert not ProgbarLogger.batch_hooks_read_states
+    assert not ProgbarLogger.reads_states_per_batch
 
 
 def test_stop_training_ends_fit_after_the_current_step(model: elegy.Model) -> None:
@@ -253,7 +215,7 @@ def test_early_stopping_restores_the_best_epochs_weights(model: elegy.Model) -> 
 
 
 def test_early_stopping_restores_the_weights_a_checkpoint_holds(
-    model: elegy.Model, tmp_path: Path, saving: None
+    model: elegy.Model, tmp_path: Path
 ) -> None:
     stopper = EarlyStopping(monitor="loss", mode="max", patience=1, restore_best_weights=True)
     saver = ModelCheckpoint(tmp_path / "epoch{epoch}")
@@ -337,7 +299,7 @@ def test_terminate_on_nan_stops_at_the_first_nan_loss(model: elegy.Model) -> Non
 
 
 def test_model_checkpoint_int_save_freq_saves_at_those_steps(
-    model: elegy.Model, tmp_path: Path, saving: None
+    model: elegy.Model, tmp_path: Path
 ) -> None:
     seen: dict[tuple[int, int], list[np.ndarray]] = {}
     epoch = {"now": 0}
@@ -357,7 +319,7 @@ def test_model_checkpoint_int_save_freq_saves_at_those_steps(
 
 
 def test_model_checkpoint_save_best_only_saves_only_improvements(
-    model: elegy.Model, tmp_path: Path, saving: None
+    model: elegy.Model, tmp_path: Path
 ) -> None:
     # With mode="max" on a falling loss only the first epoch improves.
     saver = ModelCheckpoint(
@@ -380,7 +342,23 @@ def test_model_checkpoint_save_best_only_saves_only_improvements(
     assert len(expected) < 6  # validation on wrong labels gets worse: some epochs are skipped
 
 
-def test_model_checkpoint_bad_input(model: elegy.Model, tmp_path: Path, saving: None) -> None:
+def test_model_checkpoint_weights_only_and_its_record_of_the_epoch(
+    model: elegy.Model, tmp_path: Path
+) -> None:
+    saver = ModelCheckpoint(tmp_path / "w{epoch}", save_weights_only=True)
+    history = _fit(model, [saver], epochs=2)
+    final = _params(model)
+    manifest = json.loads((tmp_path / "w2" / "manifest.json").read_text())
+    assert manifest["weights_only"] is True
+    assert manifest["metadata"]["epoch"] == 2 and manifest["metadata"]["batch"] is None
+    assert manifest["metadata"]["logs"]["loss"] == pytest.approx(history.history["loss"][-1])
+    model.reset()
+    model.load(tmp_path / "w2", weights_only=True)
+    for a, b in zip(_params(model), final, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_checkpoint_bad_input(model: elegy.Model, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a valid format string"):
         ModelCheckpoint(tmp_path / "{epoch")
     with pytest.raises(ValueError, match="fields must name a log"):
@@ -561,7 +539,7 @@ def test_reduce_lr_on_plateau_says_when_there_is_no_rate_to_change(model: elegy.
     ids=["epoch", "every-3-steps", "every-2-steps-in-chunks-of-2"],
 )
 def test_backup_and_restore_resumes_to_the_uninterrupted_result(
-    model: elegy.Model, tmp_path: Path, saving: None, save_freq: Any, spe: int, resumed_from: Any
+    model: elegy.Model, tmp_path: Path, save_freq: Any, spe: int, resumed_from: Any
 ) -> None:
     epochs = 3
     reference = _fit(model, [], epochs=epochs, shuffle=True, steps_per_execution=spe)
@@ -596,7 +574,7 @@ def test_backup_and_restore_resumes_to_the_uninterrupted_result(
     assert os.listdir(backup) == []  # removed after a completed fit
 
 
-def test_backup_and_restore_bad_record(model: elegy.Model, tmp_path: Path, saving: None) -> None:
+def test_backup_and_restore_bad_record(model: elegy.Model, tmp_path: Path) -> None:
     (tmp_path / "backup.json").write_text('{"epoch": 1}')
     with pytest.raises(ValueError, match="is not a backup record"):
         _fit(model, [BackupAndRestore(tmp_path)], epochs=1)
@@ -608,7 +586,7 @@ def test_backup_and_restore_bad_record(model: elegy.Model, tmp_path: Path, savin
 
 
 def test_backup_kept_with_delete_checkpoint_false_continues_training(
-    model: elegy.Model, tmp_path: Path, saving: None
+    model: elegy.Model, tmp_path: Path
 ) -> None:
     _fit(model, [], epochs=3, shuffle=True)
     expected = _params(model)

@@ -78,7 +78,7 @@ class BackupAndRestore(Callback):
         if progress is None:
             return
         epoch, step, name = progress
-        self.model.load(os.path.join(self.backup_dir, name))  # type: ignore[attr-defined]
+        self.model.load(os.path.join(self.backup_dir, name))
         # The fit loop starts from this point instead of initial_epoch.
         object.__setattr__(self.model, "_resume_at", (epoch, step))
         self.resumed_from = (epoch, step)
@@ -131,10 +131,7 @@ class BackupAndRestore(Callback):
         name = f"epoch{epoch}-step{step}"
         if name == self._current:
             return
-        path = os.path.join(self.backup_dir, name)
-        if os.path.exists(path):  # left by a crash before the record was switched to it
-            shutil.rmtree(path)
-        self.model.save(path)  # type: ignore[attr-defined]
+        self.model.save(os.path.join(self.backup_dir, name))
         write_json_atomic(self._progress, {"epoch": epoch, "step": step, "checkpoint": name})
         previous, self._current = self._current, name
         if previous is not None:

@@ -21,12 +21,12 @@ class Callback:
 
     model: Model
     params: dict[str, Any]
-
-    #: Whether this callback's batch hooks may read `self.model.states`. Before batch hooks
-    #: the loop stores the latest states on the model (rebuilding the `States` pytree, which
-    #: costs about as much as a small model's step) only if some callback says so; one that
-    #: only counts steps or reads the batch logs sets this to False and costs nothing.
-    batch_hooks_read_states: bool = True
+    # During fit the model's states are brought up to date before each batch hook of a
+    # callback that may read them (rebuilding the `States` pytree, which costs about as
+    # much as a small model's step). A callback whose batch hooks never read
+    # `self.model.states` (they count steps or read the logs) sets this to False and
+    # spares the loop that work per step.
+    reads_states_per_batch: bool = True
 
     def __init__(self) -> None:
         self.params = {}
@@ -81,13 +81,9 @@ class CallbackList(Callback):
         """Whether any callback overrides `hook`."""
         return any(_overrides(cb, hook) for cb in self.callbacks)
 
-    def wants_states(self, *hooks: str) -> bool:
-        """Whether a callback that overrides one of `hooks` reads the model's states there
-        (see `Callback.batch_hooks_read_states`)."""
-        return any(
-            cb.batch_hooks_read_states and any(_overrides(cb, hook) for hook in hooks)
-            for cb in self.callbacks
-        )
+    def reads_states(self, hook: str) -> bool:
+        """Whether a callback overriding `hook` may read the model's states there."""
+        return any(_overrides(cb, hook) and cb.reads_states_per_batch for cb in self.callbacks)
 
 
 def _overrides(callback: Callback, hook: str) -> bool:

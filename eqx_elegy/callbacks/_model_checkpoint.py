@@ -8,6 +8,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from .._checkpoint import save
 from ._callback import Callback, Logs
 from ._files import check_writable
 from ._monitor import Monitor
@@ -25,6 +26,10 @@ class ModelCheckpoint(Callback):
     `monitor` improves on the best value so far (direction from `mode`; starting from
     `initial_value_threshold` if given). `save_weights_only` saves the network's parameters
     and states (`net_params`, `net_states`) rather than all the states.
+
+    Each save is a `model.save` directory (load it with `model.load`) whose manifest's
+    metadata records `epoch` (counted from 1; after an epoch-end save, the
+    `initial_epoch` to resume from), `batch` (for step-wise saves) and the logs.
     """
 
     def __init__(
@@ -91,13 +96,17 @@ class ModelCheckpoint(Callback):
                     print(f"Epoch {epoch + 1}: {self.monitor.name} did not improve on {self.best}.")
                 return
             self.best = current
-        path = self.format_path(epoch, batch, logs or {})
+        values = {name: float(value) for name, value in (logs or {}).items()}
+        path = self.format_path(epoch, batch, values)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saving the model to {path}")
-        if self.save_weights_only:
-            self.model.save(path, weights_only=True)  # type: ignore[call-arg]
-        else:
-            self.model.save(path)  # type: ignore[attr-defined]
+        metadata = {"epoch": epoch + 1, "batch": None if batch is None else batch + 1}
+        save(
+            self.model,
+            path,
+            weights_only=self.save_weights_only,
+            metadata={**metadata, "logs": values},
+        )
 
     def format_path(self, epoch: int, batch: int | None, logs: Mapping[str, Any]) -> str:
         """`filepath` with its fields filled from the epoch (from 1), batch and logs."""

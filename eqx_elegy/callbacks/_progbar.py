@@ -78,7 +78,7 @@ class ProgbarLogger(Callback):
     passing a ProgbarLogger in `callbacks` replaces the default one.
     """
 
-    batch_hooks_read_states = False  # only the batch logs
+    reads_states_per_batch = False  # only the batch logs
 
     def __init__(self, refresh_per_second: float = 4.0, console: Console | None = None):
         super().__init__()

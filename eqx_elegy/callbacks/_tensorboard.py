@@ -25,7 +25,7 @@ class TensorBoard(Callback):
     a multi-host run. Needs `tensorboardX` (the `callbacks` extra).
     """
 
-    batch_hooks_read_states = False  # only the batch logs
+    reads_states_per_batch = False  # only the batch logs
 
     def __init__(self, log_dir: str | os.PathLike[str] = "logs", update_freq: int | str = "epoch"):
         super().__init__()

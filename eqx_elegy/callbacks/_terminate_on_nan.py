@@ -15,7 +15,7 @@ class TerminateOnNaN(Callback):
     where it stopped (None if it never did).
     """
 
-    batch_hooks_read_states = False  # only the batch logs
+    reads_states_per_batch = False  # only the batch logs
 
     def __init__(self) -> None:
         super().__init__()
