@@ -53,8 +53,8 @@ class BackupAndRestore(Callback):
         self._every = save_freq if isinstance(save_freq, int) else None
         if self._every is not None:
             # Step-wise backups watch the batch hooks; epoch-wise ones cost nothing per step.
-            self.on_train_batch_begin = self._batch_begin
-            self.on_train_batch_end = self._batch_end
+            self.on_train_batch_begin = self._batch_begin  # type: ignore[method-assign]
+            self.on_train_batch_end = self._batch_end  # type: ignore[method-assign]
         self.resumed_from: tuple[int, int] | None = None
         self._current: str | None = None
         self._epoch = 0

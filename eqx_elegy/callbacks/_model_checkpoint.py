@@ -62,7 +62,7 @@ class ModelCheckpoint(Callback):
         self._every = save_freq if isinstance(save_freq, int) else None
         if self._every is not None:
             # Only then does it have a batch hook, so epoch-wise saving costs nothing per step.
-            self.on_train_batch_end = self._batch_end
+            self.on_train_batch_end = self._batch_end  # type: ignore[method-assign]
         self._epoch = 0
         self._since_save = 0
 

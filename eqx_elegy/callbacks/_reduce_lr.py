@@ -43,6 +43,7 @@ def with_learning_rates(optimizer_states: Any, change: Callable[[float], float])
         value = change(float(np.asarray(old)))
         # full_like keeps the dtype, weak type, placement and commitment: a committed array
         # where the step had uncommitted ones would make the step compile again.
+        new: Any
         if isinstance(old, jax.Array):
             new = jax.lax.full_like(old, value)
         else:

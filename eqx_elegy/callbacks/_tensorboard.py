@@ -48,7 +48,7 @@ class TensorBoard(Callback):
         self._every = update_freq if isinstance(update_freq, int) else None
         if self._every is not None:
             # Only then does it have a batch hook, so per-epoch logging costs nothing per step.
-            self.on_train_batch_end = self._log_batch
+            self.on_train_batch_end = self._log_batch  # type: ignore[method-assign]
         self._writers: dict[str, Any] = {}
         self._batches = 0
 
