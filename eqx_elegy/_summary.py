@@ -179,7 +179,7 @@ def _has_call(cls: type) -> bool:
 def _recording_class(cls: type, record: _Record, describe: Callable[[Any], str]) -> type:
     """A subclass of module class `cls` whose `__call__` notes its first output in
     `record`. It carries no new fields, so instances flatten like `cls`'s."""
-    original = cls.__call__  # type: ignore[operator]
+    original = cls.__call__
 
     @functools.wraps(original)
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:

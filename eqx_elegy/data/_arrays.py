@@ -112,7 +112,7 @@ class ArrayAdapter(DataAdapter):
         leaves, treedef = jax.tree.flatten(self._epoch_data(epoch))
         b = self.batch_size
         for i in range(self.num_batches()):
-            yield treedef.unflatten([leaf[i * b : (i + 1) * b] for leaf in leaves])
+            yield jax.tree.unflatten(treedef, [leaf[i * b : (i + 1) * b] for leaf in leaves])
 
     def chunks(self, epoch: int, steps_per_execution: int) -> Iterator[Chunk]:
         if steps_per_execution == 1:
