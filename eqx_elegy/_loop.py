@@ -12,6 +12,7 @@ import math
 import signal
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -328,6 +329,7 @@ def _run_test(
     fns = compiled(model, layout)
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
+    tick = callbacks.throttled("on_test_batch_end")
     logs: Any = None
     stacked = False
     step = 0
@@ -342,8 +344,12 @@ def _run_test(
             for i in range(chunk.steps):
                 callbacks.on_test_batch_end(step + i, LazyLogs(logs, i if stacked else None))
         step += chunk.steps
+        if tick is not None and perf_counter() >= tick.next:
+            tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
     if logs is None:
         raise ValueError("The evaluation data produced no batches.")
+    if tick is not None:
+        tick(step - 1, LazyLogs(logs, -1 if stacked else None))
     host = _host_logs(logs, stacked)
     callbacks.on_test_end(host)
     return host
@@ -442,6 +448,7 @@ def fit(
     model.stop_training = False
     begin_hooks = cbs.wants("on_train_batch_begin")
     batch_hooks = begin_hooks or cbs.wants("on_train_batch_end")
+    tick = cbs.throttled("on_train_batch_end")  # e.g. the progress bar: a clock read per step
     sync = cbs.reads_states("on_train_batch_begin") or cbs.reads_states("on_train_batch_end")
     epoch_logs: dict[str, float] = {}
     try:
@@ -479,12 +486,16 @@ def fit(
                         if sync:
                             live.pull()
                     step += chunk.steps
+                    if tick is not None and perf_counter() >= tick.next:
+                        tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
                     interrupt.check()
                     # vars(): equinox's attribute lookup is slow enough to show per step.
                     if vars(model).get("stop_training"):
                         break
                 if logs is None:
                     raise ValueError("The training data produced no batches.")
+                if tick is not None:
+                    tick(step - 1, LazyLogs(logs, -1 if stacked else None))
                 epoch_logs = _host_logs(logs, stacked)
                 live.push()
                 if val is not None and (epoch + 1) % validation_freq == 0:
@@ -559,6 +570,7 @@ def predict(
     leaves, layout = flatten_states(_placed(model, model.states), pack=model.strategy is None)
     fns = compiled(model, layout)
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
+    tick = cbs.throttled("on_predict_batch_end")
     cbs.on_predict_begin()
     outputs: list[tuple[Any, bool]] = []
     step = 0
@@ -573,8 +585,12 @@ def predict(
             for i in range(chunk.steps):
                 cbs.on_predict_batch_end(step + i, {"outputs": y_pred})
         step += chunk.steps
+        if tick is not None and perf_counter() >= tick.next:
+            tick(step - 1, {"outputs": y_pred})
     if not outputs:
         raise ValueError("The prediction data produced no batches.")
+    if tick is not None:
+        tick(step - 1, {"outputs": outputs[-1][0]})
     host = jax.device_get([y for y, _ in outputs])
     flat = [
         jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), y) if stacked else y

@@ -171,6 +171,34 @@ def test_states_are_stored_for_batch_hooks_only_when_read(
     assert not ProgbarLogger.reads_states_per_batch
 
 
+def test_throttled_batch_end_hooks_come_rarely_and_at_each_last_step(model: elegy.Model) -> None:
+    class Display(Callback):
+        batch_end_interval = 1e6  # seconds: the loop only reads its clock per step
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, int, float]] = []
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.calls.append(("train", batch, logs["loss"]))
+
+        def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.calls.append(("test", batch, logs["loss"]))
+
+    display = Display()
+    history = _fit(model, [display], epochs=2, steps_per_execution=3)
+    # Due at the first step (nothing drawn yet), then only at each epoch's last step,
+    # with that step's logs (the running loss of the epoch).
+    assert [c[:2] for c in display.calls] == [("train", 2), ("train", 3), ("train", 3)]
+    assert display.calls[-1][2] == pytest.approx(history.history["loss"][-1])
+    assert not CallbackList([display], model, {}).wants("on_train_batch_end")
+
+    display.calls.clear()
+    logs = model.evaluate(X, Y, batch_size=BATCH, verbose=0, callbacks=[display])
+    assert [c[:2] for c in display.calls] == [("test", 0), ("test", 3)]
+    assert display.calls[-1][2] == pytest.approx(logs["loss"])
+
+
 def test_stop_training_ends_fit_after_the_current_step(model: elegy.Model) -> None:
     steps: list[int] = []
 

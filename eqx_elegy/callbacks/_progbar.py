@@ -87,6 +87,8 @@ class ProgbarLogger(Callback):
                 f"ProgbarLogger: refresh_per_second must be > 0, got {refresh_per_second!r}."
             )
         self.interval = 1.0 / refresh_per_second
+        # The loop calls the batch-end hooks only about as often as the bar redraws.
+        self.batch_end_interval = self.interval
         self.console = console or Console()
         self._live: Live | None = None
         self._bar = False
