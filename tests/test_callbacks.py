@@ -143,6 +143,17 @@ def test_hooks_are_called_and_unused_ones_skipped(model: elegy.Model) -> None:
     assert seen_logs[-1]["loss"] == pytest.approx(history.history["loss"][-1])
     assert all(isinstance(v, float) for v in seen_logs[0].values())
 
+    # evaluate and predict take callbacks too.
+    seen: list[tuple[str, int]] = []
+    watcher = LambdaCallback(
+        on_test_batch_end=lambda batch, logs: seen.append(("test", batch)),
+        on_predict_batch_end=lambda batch, logs: seen.append(("predict", batch)),
+    )
+    model.evaluate(X, Y, batch_size=BATCH, verbose=0, callbacks=[watcher])
+    y_pred = model.predict(X, batch_size=BATCH, callbacks=[watcher])
+    assert seen == [("test", b) for b in range(STEPS)] + [("predict", b) for b in range(STEPS)]
+    assert y_pred.shape == (len(X), 3)
+
     quiet = CallbackList([History()], model, {})
     assert not quiet.wants("on_train_batch_end")
     assert CallbackList([recorder], model, {}).wants("on_train_batch_end")

@@ -1,9 +1,10 @@
 """`ProgbarLogger`: progress that never makes the device wait.
 
-The hot path, called after every step, only counts the step and compares the clock with
-the next redraw time. Batch logs are read (and so fetched from the device) only when the
-display redraws, at most `refresh_per_second` times a second: one short wait for the
-device per redraw, never one per step.
+Its batch-end hooks are throttled (`Callback.batch_end_interval`): the loop reads the
+clock after each step and calls them only when a redraw is due, at most
+`refresh_per_second` times a second, and at the last step of each epoch. Batch logs are
+read (and so fetched from the device) only when the display redraws: one short wait for
+the device per redraw, never one per step.
 
 Drawing is kept cheap too: the line is one `rich.text.Text` built by hand (rich's
 `Progress` lays out a table on every redraw, milliseconds each), and the live display
