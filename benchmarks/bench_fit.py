@@ -603,17 +603,23 @@ def run_benchmark(args: argparse.Namespace, loops: list[Loop]) -> dict[str, Any]
                     f"  steady {us:8.1f} µs/step",
                     flush=True,
                 )
-            if args.eval:
+            if not args.eval:
+                continue
+            # Alternate which of the two goes first.
+            for lib in ["hand", "eqx_elegy"][:: 1 if r % 2 == 0 else -1]:
+                if lib == "eqx_elegy" and EVAL_ROW in skipped[wl.name]:
+                    continue
                 gc.collect()
-                hand = hand_eval(wl, data[wl.name], args.eval_calls, key)
-                evals[wl.name]["hand"].append({"repeat": r, **hand})
-                if EVAL_ROW not in skipped[wl.name]:
-                    try:
-                        ours = elegy_eval(wl, data[wl.name], args.eval_calls, key)
-                    except Exception as e:  # noqa: BLE001
-                        skip(wl, EVAL_ROW, _reason(e))
-                    else:
-                        evals[wl.name]["eqx_elegy"].append({"repeat": r, **ours})
+                try:
+                    times = (hand_eval if lib == "hand" else elegy_eval)(
+                        wl, data[wl.name], args.eval_calls, key
+                    )
+                except Exception as e:  # noqa: BLE001
+                    if lib == "hand":
+                        raise
+                    skip(wl, EVAL_ROW, _reason(e))
+                else:
+                    evals[wl.name][lib].append({"repeat": r, **times})
 
     loadavg_end = os.getloadavg()[0]
     return {
@@ -763,12 +769,15 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, dict[str, floa
     return "\n".join(lines)
 
 
+# Option defaults for a full run and for --quick; rows None means each workload's own.
+FULL = {"repeats": 5, "epochs": 3, "rows": None, "eval_calls": 3, "workloads": ",".join(WORKLOADS)}
+QUICK = {"repeats": 1, "epochs": 1, "rows": 512, "eval_calls": 1, "workloads": "small"}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default 5)")
-    p.add_argument(
-        "--epochs", type=int, default=3, help="steady epochs after the first (default 3)"
-    )
+    p.add_argument("--repeats", type=int, help="interleaved repeats (default 5)")
+    p.add_argument("--epochs", type=int, help="steady epochs after the first (default 3)")
     p.add_argument(
         "--rows",
         type=int,
@@ -783,21 +792,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--loops", default=",".join(LOOPS), help=f"comma-separated subset of: {', '.join(LOOPS)}"
     )
     p.add_argument(
-        "--eval-calls", type=int, default=3, help="timed evaluate/predict calls per repeat"
+        "--eval-calls", type=int, help="timed evaluate/predict calls per repeat (default 3)"
     )
     p.add_argument("--no-eval", dest="eval", action="store_false", help="skip evaluate/predict")
     p.add_argument(
         "--quick",
         action="store_true",
-        help="smoke run: 1 repeat, 512 rows, 1 steady epoch, 1 eval call, "
-        "and only the small workload unless --workloads is given",
+        help="smoke run: 1 repeat, 512 rows, 1 steady epoch, 1 eval call and the small\n"
+        "workload, where those options are not given",
     )
     p.add_argument("--json", type=Path, help="also write all measurements to this file")
     args = p.parse_args(argv)
-    if args.quick:
-        args.repeats, args.rows, args.epochs, args.eval_calls = 1, 512, 1, 1
-        args.workloads = args.workloads or "small"
-    args.workloads = [w for w in (args.workloads or ",".join(WORKLOADS)).split(",") if w]
+    defaults = QUICK if args.quick else FULL
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    args.workloads = [w for w in args.workloads.split(",") if w]
     args.loops = [name for name in args.loops.split(",") if name]
     for flag, chosen, valid in [
         ("--workloads", args.workloads, WORKLOADS),
@@ -810,11 +820,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("--repeats", args.repeats, 1),
         ("--epochs", args.epochs, 1),
         ("--eval-calls", args.eval_calls, 1),
-        ("--rows", args.rows or BATCH, BATCH),
+        ("--rows", BATCH if args.rows is None else args.rows, BATCH),
     ]:
         if value < least:
             p.error(f"{flag} must be at least {least}, got {value}")
-    if args.rows and args.rows % BATCH:
+    if args.rows is not None and args.rows % BATCH:
         p.error(f"--rows must be a multiple of the batch size {BATCH}, got {args.rows}")
     return args
 

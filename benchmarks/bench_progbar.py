@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_fit import (
+    BATCH,
     WORKLOADS,
     Loop,
     elegy_fit,
@@ -77,23 +78,33 @@ def markdown(report: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--repeats", type=int, default=5, help="interleaved repeats (default 5)")
-    p.add_argument(
-        "--epochs", type=int, default=3, help="steady epochs after the first (default 3)"
-    )
+    p.add_argument("--repeats", type=int, help="interleaved repeats (default 5)")
+    p.add_argument("--epochs", type=int, help="steady epochs after the first (default 3)")
     p.add_argument("--workloads", default="small", help=f"subset of {','.join(WORKLOADS)}")
-    p.add_argument("--quick", action="store_true", help="smoke run: 1 repeat, 512 rows, 1 epoch")
+    p.add_argument("--rows", type=int, help="training rows (default 16384)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 repeat, 1 steady epoch, 512 rows, where those options are not given",
+    )
     args = p.parse_args(argv)
-    args.rows, args.eval, args.eval_calls = None, False, 1
-    if args.quick:
-        args.repeats, args.epochs, args.rows = 1, 1, 512
+    for name, full, quick in [("repeats", 5, 1), ("epochs", 3, 1), ("rows", None, 512)]:
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else full)
+    args.eval, args.eval_calls = False, 1
     args.workloads = [w for w in args.workloads.split(",") if w]
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown or not args.workloads:
         p.error(f"--workloads: unknown or empty {unknown}; choose from {', '.join(WORKLOADS)}")
-    for flag, value in [("--repeats", args.repeats), ("--epochs", args.epochs)]:
-        if value < 1:
-            p.error(f"{flag} must be at least 1, got {value}")
+    for flag, value, least in [
+        ("--repeats", args.repeats, 1),
+        ("--epochs", args.epochs, 1),
+        ("--rows", BATCH if args.rows is None else args.rows, BATCH),
+    ]:
+        if value < least:
+            p.error(f"{flag} must be at least {least}, got {value}")
+    if args.rows is not None and args.rows % BATCH:
+        p.error(f"--rows must be a multiple of the batch size {BATCH}, got {args.rows}")
     return args
 
 
