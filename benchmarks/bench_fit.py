@@ -740,6 +740,8 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, dict[str, floa
     eval_lines = []
     for wl_name, by_lib in report["evaluate_predict"].items():
         hand, ours = by_lib["hand"], by_lib["eqx_elegy"]
+        if not hand:  # --no-eval
+            continue
         for call in ("evaluate", "predict"):
             per_batch = 1e6 / cfg["steps_per_epoch"][wl_name]
             hand_us = median([rec[call] for rec in hand]) * per_batch
