@@ -1,1 +1,26 @@
-"""eqx_elegy: Elegy's model API on equinox."""
+"""eqx_elegy: Elegy's Keras-style model API on equinox.
+
+`Model` gives `fit`, `evaluate`, `predict`, `summary`, callbacks and checkpoints over pure,
+overridable, typed step methods; `States` is the pytree those steps thread through.
+"""
+
+from . import callbacks as callbacks
+from . import data as data
+from . import losses as losses
+from . import metrics as metrics
+from ._jit import JitSteps as JitSteps
+from ._loop import LazyLogs as LazyLogs
+from ._model import Model as Model
+from ._states import RNGSeq as RNGSeq
+from ._states import States as States
+from ._steps import GradStep as GradStep
+from ._steps import InitStep as InitStep
+from ._steps import Logs as Logs
+from ._steps import PredStep as PredStep
+from ._steps import StepOutputError as StepOutputError
+from ._steps import TestStep as TestStep
+from ._steps import TrainStep as TrainStep
+from ._summary import SummaryRow as SummaryRow
+from .callbacks import History as History
+
+__version__ = "0.1.0"

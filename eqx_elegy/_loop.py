@@ -1,0 +1,537 @@
+"""The compiled engine behind `fit`, `evaluate` and `predict`.
+
+Speed rules it follows: each step kind is one `jax.jit` built once per model, with the
+states donated in training; `steps_per_execution` steps run in one call through
+`lax.scan`; numpy batches go straight to the compiled call; logs stay on the device and
+are fetched only when something reads them (the epoch's end, or a callback that asks).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from ._jit import compiled, initialize
+from ._states import States
+from .callbacks import Callback, CallbackList, History, ProgbarLogger
+from .data import ArrayAdapter, Chunk, DataAdapter, prefetch
+
+if TYPE_CHECKING:
+    from ._model import Model
+
+# ---------------------------------------------------------------------------- logs
+
+
+class LazyLogs(Mapping[str, float]):
+    """Logs of one step, left on the device until a value is read; then all of them are
+    fetched at once. Callbacks that never read batch logs cause no device sync."""
+
+    def __init__(self, device_logs: Mapping[str, Any], index: int | None = None):
+        self._device = device_logs
+        self._index = index
+        self._host: dict[str, float] | None = None
+
+    def _values(self) -> dict[str, float]:
+        if self._host is None:
+            host = jax.device_get(dict(self._device))
+            self._host = {
+                k: float(v if self._index is None else v[self._index]) for k, v in host.items()
+            }
+        return self._host
+
+    def __getitem__(self, key: str) -> float:
+        return self._values()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._device)
+
+    def __len__(self) -> int:
+        return len(self._device)
+
+    def __repr__(self) -> str:
+        return f"LazyLogs({self._values()})"
+
+
+def _host_logs(logs: Any, stacked: bool) -> dict[str, float]:
+    return dict(LazyLogs(logs, -1 if stacked else None))
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r}).")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+
+
+def _class_weight(class_weight: Any) -> dict[int, np.float32] | None:
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, Mapping) or not class_weight:
+        raise TypeError(
+            "class_weight must be a non-empty dict mapping class ids (int) to weights, got "
+            f"{type(class_weight).__name__}."
+        )
+    out: dict[int, np.float32] = {}
+    for key, value in class_weight.items():
+        if isinstance(key, bool) or not isinstance(key, int | np.integer) or key < 0:
+            raise ValueError(f"class_weight keys must be class ids >= 0, got {key!r}.")
+        if not isinstance(value, int | float | np.number) or not math.isfinite(float(value)):
+            raise ValueError(f"class_weight[{key}] must be a finite number, got {value!r}.")
+        out[int(key)] = np.float32(value)
+    return out
+
+
+def _check_labels(y: Any) -> None:
+    for leaf in jax.tree.leaves(y):
+        if leaf.dtype.kind in "fc" and np.isnan(leaf).any():
+            index = int(np.argwhere(np.isnan(leaf))[0][0])
+            raise ValueError(
+                f"y contains NaN (first at example {index}); remove or fix those labels."
+            )
+
+
+def _unpack(data: Any, argument: str) -> tuple[Any, Any, Any]:
+    if isinstance(data, tuple) and len(data) in (2, 3):
+        x, y, *rest = data
+        return x, y, rest[0] if rest else None
+    raise TypeError(
+        f"{argument} must be a tuple (x, y) or (x, y, sample_weight), got {type(data).__name__}."
+    )
+
+
+def make_adapter(
+    x: Any,
+    y: Any = None,
+    sample_weight: Any = None,
+    *,
+    batch_size: int | None,
+    shuffle: bool = False,
+    seed: int = 0,
+    drop_remaining: bool = False,
+    x_name: str = "x",
+    y_name: str = "y",
+) -> DataAdapter:
+    """The data adapter for the user's input (validated here, before any compilation)."""
+    if isinstance(x, DataAdapter):
+        return x
+    return ArrayAdapter(
+        x,
+        y,
+        sample_weight,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_remaining=drop_remaining,
+        x_name=x_name,
+        y_name=y_name,
+    )
+
+
+def _steps_per_execution(model: Model, value: int | None) -> int:
+    value = model.steps_per_execution if value is None else value
+    _check_int("steps_per_execution", value, 1, allow_none=False)
+    return int(value)
+
+
+# ---------------------------------------------------------------------------- interrupts
+
+
+class _DeferredInterrupt:
+    """Hold Ctrl-C until the current compiled call has returned and its states have been
+    stored on the model, so an interrupted fit keeps every completed step. A second
+    Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def check(self) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+# ---------------------------------------------------------------------------- loops
+
+
+def _default_callbacks(verbose: int) -> list[Callback]:
+    _check_int("verbose", verbose, 0, allow_none=False)
+    return [ProgbarLogger()] if verbose else []
+
+
+def _fresh_metrics(model: Model, states: States) -> States:
+    """Reset the metrics' state (each epoch and each evaluate), keeping its dtypes."""
+    if model.loss is None and model.metrics is None:
+        return states
+    # Copied leaf by leaf: an init that reuses one zero array for several entries would
+    # otherwise donate the same buffer twice.
+    return states.update(metrics_states=_owned(model._losses_and_metrics().init()))
+
+
+def _owned(states: Any) -> Any:
+    """A copy of the states whose buffers the loop may donate, so arrays the user still
+    holds (e.g. `old = model.states`) stay valid."""
+    return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, states)
+
+
+def _placed(model: Model, states: States) -> States:
+    """The states as the model's distribution strategy lays them out (if any)."""
+    return states if model.strategy is None else model.strategy.put_states(states)
+
+
+def _feed(model: Model, chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
+    """The chunks a loop runs: at most `steps` steps, placed by the model's distribution
+    strategy (if any) and fetched ahead of use."""
+    strategy = model.strategy
+    put = None if strategy is None else strategy.put_batch
+    return prefetch(_limited(chunks, steps), put=put)
+
+
+def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
+    """Chunks up to `steps` steps in all, splitting a stacked chunk that would overrun."""
+    done = 0
+    for chunk in chunks:
+        if steps is not None and done + chunk.steps > steps:
+            if not chunk.stacked:
+                return
+            for i in range(steps - done):
+                yield Chunk(jax.tree.map(lambda a, i=i: a[i], chunk.batch), 1, False)
+            return
+        yield chunk
+        done += chunk.steps
+        if steps is not None and done >= steps:
+            return
+
+
+def _require_predictor(model: Model, method: str) -> None:
+    from ._model import Model as Base
+
+    if model.module is None and type(model).pred_step is Base.pred_step:
+        raise TypeError(
+            f"{type(model).__name__}.{method} needs predictions, but the model has no module "
+            "and does not override pred_step: pass Model(module=...) or override pred_step."
+        )
+
+
+class _Live:
+    """The states a loop is running, kept as the flat list of arrays the compiled steps
+    take. `push` stores them on the model as `States` (only when something may look);
+    `pull` picks up states a callback put on the model."""
+
+    def __init__(self, model: Model, states: States):
+        self.model = model
+        self._seen: States | None = model.states
+        self.changed = False  # only a completed step gives the model new states
+        self.set(states)
+
+    def set(self, states: States) -> None:
+        self.leaves, self.treedef = jax.tree.flatten(states)
+        self.fns = compiled(self.model, self.treedef)
+        self._states: States | None = states
+
+    def update(self, leaves: list[Any]) -> None:
+        self.leaves = leaves
+        self._states = None
+        self.changed = True
+
+    @property
+    def states(self) -> States:
+        states = self._states
+        if states is None:
+            states = self._states = jax.tree.unflatten(self.treedef, self.leaves)
+        return states
+
+    def push(self) -> None:
+        if not self.changed:
+            return
+        states = self.states
+        self.model._set_states(states)
+        self._seen = states
+        self.changed = False
+
+    def pull(self) -> None:
+        if self.model.states is not self._seen:
+            self._seen = self.model.states
+            self.set(_placed(self.model, _owned(self.model.states)))
+
+
+def _run_test(
+    model: Model,
+    states: States,
+    data: DataAdapter,
+    callbacks: CallbackList,
+    steps: int | None,
+    spe: int,
+) -> dict[str, float]:
+    leaves, treedef = jax.tree.flatten(_fresh_metrics(model, states))
+    fns = compiled(model, treedef)
+    callbacks.on_test_begin()
+    batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
+    logs: Any = None
+    stacked = False
+    step = 0
+    for chunk in _feed(model, data.chunks(0, spe), steps):
+        if batch_hooks:
+            for i in range(chunk.steps):
+                callbacks.on_test_batch_begin(step + i)
+        fn = fns.test_chunk if chunk.stacked else fns.test
+        logs, leaves = fn(leaves, chunk.batch, None, step)
+        stacked = chunk.stacked
+        if batch_hooks:
+            for i in range(chunk.steps):
+                callbacks.on_test_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+        step += chunk.steps
+    if logs is None:
+        raise ValueError("The evaluation data produced no batches.")
+    host = _host_logs(logs, stacked)
+    callbacks.on_test_end(host)
+    return host
+
+
+def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: Any) -> States:
+    """`Model.init`: initialise the states from the first batch of `x` (and `y`)."""
+    if x is None:
+        raise ValueError("init needs x: a batch of inputs to trace the model with.")
+    data = make_adapter(x, y, sample_weight, batch_size=None)
+    return initialize(model, data.first_batch(), _class_weight(class_weight))
+
+
+def fit(
+    model: Model,
+    *,
+    x: Any,
+    y: Any,
+    batch_size: int | None,
+    epochs: int,
+    verbose: int,
+    callbacks: Sequence[Callback] | None,
+    validation_split: float,
+    validation_data: Any,
+    shuffle: bool,
+    class_weight: Any,
+    sample_weight: Any,
+    initial_epoch: int,
+    steps_per_epoch: int | None,
+    validation_steps: int | None,
+    validation_batch_size: int | None,
+    validation_freq: int,
+    drop_remaining: bool,
+    steps_per_execution: int | None,
+) -> History:
+    """`Model.fit`; every argument is checked before anything is compiled."""
+    _check_int("batch_size", batch_size, 1)
+    _check_int("epochs", epochs, 0, allow_none=False)
+    _check_int("initial_epoch", initial_epoch, 0, allow_none=False)
+    if epochs < initial_epoch:
+        raise ValueError(
+            f"epochs ({epochs}) is smaller than initial_epoch ({initial_epoch}); epochs is the "
+            "index of the last epoch to train, so pass epochs >= initial_epoch."
+        )
+    _check_int("steps_per_epoch", steps_per_epoch, 1)
+    _check_int("validation_steps", validation_steps, 1)
+    _check_int("validation_batch_size", validation_batch_size, 1)
+    _check_int("validation_freq", validation_freq, 1, allow_none=False)
+    if not isinstance(validation_split, int | float) or not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}.")
+    if validation_split and validation_data is not None:
+        raise ValueError("Pass either validation_split or validation_data, not both.")
+    spe = _steps_per_execution(model, steps_per_execution)
+    if y is None and not isinstance(x, DataAdapter):
+        raise ValueError("fit needs labels: pass y (or a data source that yields (x, y) batches).")
+    train = make_adapter(
+        x,
+        y,
+        sample_weight,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=model.seed,
+        drop_remaining=drop_remaining,
+    )
+    if isinstance(train, ArrayAdapter):
+        _check_labels(train.y)
+    val: DataAdapter | None = None
+    if validation_split:
+        if not isinstance(train, ArrayAdapter):
+            raise ValueError("validation_split works only with array data; pass validation_data.")
+        train, val = train.split(validation_split)
+    elif validation_data is not None:
+        vx, vy, vsw = _unpack(validation_data, "validation_data")
+        val = make_adapter(
+            vx,
+            vy,
+            vsw,
+            batch_size=validation_batch_size or batch_size,
+            x_name="validation_data x",
+            y_name="validation_data y",
+        )
+    cw = _class_weight(class_weight)
+    if "train_step" not in model._overridden():
+        model._optimizer_or_raise()
+
+    history = History()
+    steps = steps_per_epoch or train.num_batches()
+    cbs = CallbackList(
+        [history, *_default_callbacks(verbose), *(callbacks or [])],
+        model,
+        {"epochs": epochs, "steps": steps, "verbose": verbose},
+    )
+    if not model.initialized:
+        initialize(model, train.first_batch(), cw)
+    live = _Live(model, _placed(model, _owned(model.states)))
+    model.stop_training = False
+    batch_hooks = cbs.wants("on_train_batch_begin") or cbs.wants("on_train_batch_end")
+    epoch_logs: dict[str, float] = {}
+    try:
+        with _DeferredInterrupt() as interrupt:
+            cbs.on_train_begin()
+            live.pull()
+            for epoch in range(initial_epoch, epochs):
+                live.set(_fresh_metrics(model, live.states))
+                cbs.on_epoch_begin(epoch)
+                live.pull()
+                logs: Any = None
+                stacked = False
+                step = 0
+                for chunk in _feed(model, train.chunks(epoch, spe), steps_per_epoch):
+                    if batch_hooks:
+                        live.push()
+                        for i in range(chunk.steps):
+                            cbs.on_train_batch_begin(step + i)
+                        live.pull()
+                    fn = live.fns.train_chunk if chunk.stacked else live.fns.train
+                    logs, leaves = fn(live.leaves, chunk.batch, cw, epoch, step)
+                    live.update(leaves)
+                    stacked = chunk.stacked
+                    if batch_hooks:
+                        live.push()
+                        for i in range(chunk.steps):
+                            cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+                        live.pull()
+                    step += chunk.steps
+                    interrupt.check()
+                    if model.stop_training:
+                        break
+                if logs is None:
+                    raise ValueError("The training data produced no batches.")
+                epoch_logs = _host_logs(logs, stacked)
+                live.push()
+                if val is not None and (epoch + 1) % validation_freq == 0:
+                    val_logs = _run_test(model, live.states, val, cbs, validation_steps, spe)
+                    epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                cbs.on_epoch_end(epoch, epoch_logs)
+                live.pull()
+                interrupt.check()
+                if model.stop_training:
+                    break
+            live.push()
+            cbs.on_train_end(epoch_logs)
+    finally:
+        live.push()
+    return history
+
+
+def evaluate(
+    model: Model,
+    *,
+    x: Any,
+    y: Any,
+    batch_size: int | None,
+    verbose: int,
+    sample_weight: Any,
+    steps: int | None,
+    callbacks: Sequence[Callback] | None,
+    steps_per_execution: int | None,
+) -> dict[str, float]:
+    """`Model.evaluate`: the logs over the data; the model's states are not changed."""
+    _check_int("batch_size", batch_size, 1)
+    _check_int("steps", steps, 1)
+    spe = _steps_per_execution(model, steps_per_execution)
+    if y is None and not isinstance(x, DataAdapter):
+        raise ValueError("evaluate needs labels: pass y (or a source that yields (x, y) batches).")
+    data = make_adapter(x, y, sample_weight, batch_size=batch_size)
+    if isinstance(data, ArrayAdapter):
+        _check_labels(data.y)
+    cbs = CallbackList(
+        [*_default_callbacks(verbose), *(callbacks or [])],
+        model,
+        {"steps": steps or data.num_batches(), "verbose": verbose},
+    )
+    if not model.initialized:
+        initialize(model, data.first_batch(), None)
+    return _run_test(model, _placed(model, model.states), data, cbs, steps, spe)
+
+
+def predict(
+    model: Model,
+    *,
+    x: Any,
+    batch_size: int | None,
+    verbose: int,
+    steps: int | None,
+    callbacks: Sequence[Callback] | None,
+    steps_per_execution: int | None,
+) -> Any:
+    """`Model.predict`: the predictions for every example, concatenated on the host."""
+    _check_int("batch_size", batch_size, 1)
+    _check_int("steps", steps, 1)
+    _require_predictor(model, "predict")
+    spe = _steps_per_execution(model, steps_per_execution)
+    data = make_adapter(x, batch_size=batch_size)
+    cbs = CallbackList(
+        [*_default_callbacks(verbose), *(callbacks or [])],
+        model,
+        {"steps": steps or data.num_batches(), "verbose": verbose},
+    )
+    if not model.initialized:
+        initialize(model, data.first_batch(), None)
+    leaves, treedef = jax.tree.flatten(_placed(model, model.states))
+    fns = compiled(model, treedef)
+    batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
+    cbs.on_predict_begin()
+    outputs: list[tuple[Any, bool]] = []
+    step = 0
+    for chunk in _feed(model, data.chunks(0, spe), steps):
+        if batch_hooks:
+            for i in range(chunk.steps):
+                cbs.on_predict_batch_begin(step + i)
+        fn = fns.pred_chunk if chunk.stacked else fns.pred
+        y_pred, leaves = fn(leaves, chunk.batch[0], step)
+        outputs.append((y_pred, chunk.stacked))
+        if batch_hooks:
+            for i in range(chunk.steps):
+                cbs.on_predict_batch_end(step + i, {"outputs": y_pred})
+        step += chunk.steps
+    if not outputs:
+        raise ValueError("The prediction data produced no batches.")
+    host = jax.device_get([y for y, _ in outputs])
+    flat = [
+        jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), y) if stacked else y
+        for y, (_, stacked) in zip(host, outputs, strict=True)
+    ]
+    result = jax.tree.map(lambda *parts: np.concatenate(parts), *flat)
+    cbs.on_predict_end()
+    return result

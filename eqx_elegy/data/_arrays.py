@@ -1,0 +1,151 @@
+"""Arrays and pytrees of arrays held in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import numpy as np
+
+from ._adapter import Batch, Chunk, DataAdapter
+
+
+def _canonical(value: Any, argument: str) -> Any:
+    """`value` as a pytree of numpy arrays in the dtypes JAX will use (float64 -> float32
+    without x64), converted once here rather than at every step."""
+
+    def convert(leaf: Any) -> np.ndarray:
+        if isinstance(leaf, str | bytes):
+            raise TypeError(f"{argument} must be an array or a pytree of arrays, got a string.")
+        try:
+            array = np.asarray(leaf)
+        except Exception as error:
+            raise TypeError(
+                f"{argument} must be an array or a pytree of arrays; a leaf of type "
+                f"{type(leaf).__name__} could not be converted ({error})."
+            ) from error
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"{argument} must hold numbers; got an array of dtype {array.dtype}.")
+        if array.ndim == 0:
+            raise ValueError(f"{argument} must have a leading batch dimension; got a scalar.")
+        dtype = jax.dtypes.canonicalize_dtype(array.dtype)
+        return array if array.dtype == dtype else array.astype(dtype)
+
+    return None if value is None else jax.tree.map(convert, value)
+
+
+def _length(value: Any, argument: str) -> int | None:
+    if value is None:
+        return None
+    lengths = {leaf.shape[0] for leaf in jax.tree.leaves(value)}
+    if not lengths:
+        raise ValueError(f"{argument} is an empty pytree; it must contain arrays.")
+    if len(lengths) > 1:
+        raise ValueError(
+            f"The arrays in {argument} have different lengths {sorted(lengths)}; every leaf "
+            "needs the same number of examples along its first axis."
+        )
+    return lengths.pop()
+
+
+def _take(value: Any, index: Any) -> Any:
+    return None if value is None else jax.tree.map(lambda a: a[index], value)
+
+
+class ArrayAdapter(DataAdapter):
+    """Batches sliced from arrays, shuffled each epoch by a permutation that depends only on
+    `seed` and the epoch. Consecutive full batches are stacked for `steps_per_execution`
+    by reshaping a contiguous slice (no copy)."""
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        *,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_remaining: bool = False,
+        x_name: str = "x",
+        y_name: str = "y",
+    ):
+        if x is None:
+            raise ValueError(f"{x_name} is None; pass the input data.")
+        self.x = _canonical(x, x_name)
+        self.y = _canonical(y, y_name)
+        self.sample_weight = _canonical(sample_weight, "sample_weight")
+        n = _length(self.x, x_name)
+        assert n is not None
+        for value, name in ((self.y, y_name), (self.sample_weight, "sample_weight")):
+            m = _length(value, name)
+            if m is not None and m != n:
+                raise ValueError(
+                    f"{x_name} has {n} examples but {name} has {m}; they must have the same "
+                    "length along the first axis."
+                )
+        if n == 0:
+            raise ValueError(f"{x_name} is empty (0 examples); there is nothing to iterate over.")
+        if batch_size is None:
+            batch_size = min(32, n)
+        self.size = n
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_remaining = drop_remaining
+
+    def num_batches(self) -> int:
+        full, rest = divmod(self.size, self.batch_size)
+        return full + (1 if rest and not self.drop_remaining else 0)
+
+    def _epoch_data(self, epoch: int) -> Batch:
+        data = (self.x, self.y, self.sample_weight)
+        if not self.shuffle:
+            return data
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        return _take(data, order)
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        data = self._epoch_data(epoch)
+        for i in range(self.num_batches()):
+            yield _take(data, slice(i * self.batch_size, (i + 1) * self.batch_size))
+
+    def chunks(self, epoch: int, steps_per_execution: int) -> Iterator[Chunk]:
+        if steps_per_execution == 1:
+            yield from super().chunks(epoch, 1)
+            return
+        data = self._epoch_data(epoch)
+        k, b = steps_per_execution, self.batch_size
+        full = self.size // b
+        start = 0
+        for _ in range(full // k):
+            rows = _take(data, slice(start, start + k * b))
+            yield Chunk(jax.tree.map(lambda a: a.reshape(k, b, *a.shape[1:]), rows), k, True)
+            start += k * b
+        for i in range(start // b, self.num_batches()):
+            yield Chunk(_take(data, slice(i * b, (i + 1) * b)), 1, False)
+
+    def split(self, fraction: float) -> tuple[ArrayAdapter, ArrayAdapter]:
+        """Split off the last `fraction` of the examples (before any shuffling, as Keras
+        does) as validation data."""
+        cut = self.size - int(round(self.size * fraction))
+        if cut <= 0 or cut >= self.size:
+            raise ValueError(
+                f"validation_split={fraction} leaves {cut} training and {self.size - cut} "
+                "validation examples; both need at least one."
+            )
+
+        def part(index: slice) -> ArrayAdapter:
+            x, y, sw = _take((self.x, self.y, self.sample_weight), index)
+            return ArrayAdapter(
+                x,
+                y,
+                sw,
+                batch_size=self.batch_size,
+                shuffle=self.shuffle,
+                seed=self.seed,
+                drop_remaining=self.drop_remaining,
+            )
+
+        return part(slice(0, cut)), part(slice(cut, None))
