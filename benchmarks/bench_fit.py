@@ -137,8 +137,8 @@ WORKLOADS = {
             (1, 8, 8),
             (8, 8, 1),
             # Fewer rows: a step costs ~20x the small MLP's, and XLA:CPU runs this channels-first
-            # conv ~10x slower inside a loop body (jax-ml/jax#12868), which the scan rows hit.
-            4_096,
+            # conv ~20x slower inside a loop body (jax-ml/jax#12868), which the scan rows hit.
+            2_048,
         ),
     ]
 }
@@ -181,36 +181,50 @@ def mean_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 class PeakRSS:
-    """Peak resident set size of this process while one row runs.
+    """Peak resident set size of this process while one row runs, and its growth over the
+    row's start.
 
-    Linux lets a process reset its own high-water mark (VmHWM) by writing "5" to
-    /proc/self/clear_refs, which gives a per-row peak. Where that is not allowed the
-    fallback is `resource.getrusage` maxrss, the peak of the whole process so far.
+    Linux lets a process reset its own high-water mark (VmHWM) to the current RSS by writing
+    "5" to /proc/self/clear_refs, which gives a per-row peak. Where that is not allowed the
+    fallback is `resource.getrusage` maxrss, the peak of the whole process so far, and no growth.
     """
 
     def __init__(self) -> None:
         try:
             self._reset()
-            self.method = "per-row peak RSS (VmHWM, reset before each row)"
+            self.per_row = True
+            self.method = "per-row peak RSS of the process (VmHWM, reset before each row)"
         except OSError:
+            self.per_row = False
             self.method = "process-wide peak RSS so far (getrusage ru_maxrss)"
+        self._start_mib = NAN
 
     @staticmethod
     def _reset() -> None:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
 
+    @staticmethod
+    def _status_mib(field: str) -> float:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+        raise OSError(f"no {field} in /proc/self/status")
+
     def start(self) -> None:
-        if self.method.startswith("per-row"):
+        if self.per_row:
             self._reset()
+            self._start_mib = self._status_mib("VmRSS")
 
     def peak_mib(self) -> float:
-        if self.method.startswith("per-row"):
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
+        if self.per_row:
+            return self._status_mib("VmHWM")
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def growth_mib(self) -> float:
+        """How far the peak rose above the RSS at the row's start (NaN without per-row peaks)."""
+        return self.peak_mib() - self._start_mib
 
 
 # --------------------------------------------------------------------------- training loops
@@ -596,6 +610,7 @@ def run_benchmark(args: argparse.Namespace, loops: list[Loop]) -> dict[str, Any]
                         "steady_us_per_step": us,
                         "steady_epoch_s": timing.steady_epoch_s,
                         "peak_rss_mib": memory.peak_mib(),
+                        "rss_growth_mib": memory.growth_mib(),
                     }
                 )
                 print(
@@ -676,6 +691,7 @@ def summarise(report: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
                 "x_hand_first_epoch": paired_ratio(recs, hand_recs, "first_epoch_s"),
                 "x_floor": paired_ratio(recs, floor, "steady_us_per_step"),
                 "peak_rss_mib": median([rec["peak_rss_mib"] for rec in recs]),
+                "rss_growth_mib": median([rec["rss_growth_mib"] for rec in recs]),
             }
     return summary
 
@@ -726,7 +742,7 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, dict[str, floa
         f"env: {', '.join(f'{k}={val}' for k, val in env['env'].items()) or 'none set'}",
         "",
         "| workload | loop | compile + 1st epoch (s) | µs/step median (min–max) "
-        "| × hand jit | 1st epoch × hand | × scan floor | peak RSS (MiB) |",
+        "| × hand jit | 1st epoch × hand | × scan floor | peak RSS MiB (+ over row start) |",
         "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for wl_name, by_loop in summary.items():
@@ -735,7 +751,8 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, dict[str, floa
                 f"| {wl_name} | {name} | {s['first_epoch_s']:.2f} "
                 f"| {s['us_per_step']:.0f} ({s['us_per_step_min']:.0f}–{s['us_per_step_max']:.0f}) "
                 f"| {fmt(s['x_hand'], '.2f')} | {fmt(s['x_hand_first_epoch'], '.2f')} "
-                f"| {fmt(s['x_floor'], '.2f')} | {s['peak_rss_mib']:.0f} |"
+                f"| {fmt(s['x_floor'], '.2f')} | {s['peak_rss_mib']:.0f} "
+                f"(+{fmt(s['rss_growth_mib'], '.0f')}) |"
             )
     eval_lines = []
     for wl_name, by_lib in report["evaluate_predict"].items():
