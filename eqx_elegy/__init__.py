@@ -8,7 +8,7 @@ from . import callbacks as callbacks
 from . import data as data
 from . import losses as losses
 from . import metrics as metrics
-from ._loop import JitSteps as JitSteps
+from ._jit import JitSteps as JitSteps
 from ._loop import LazyLogs as LazyLogs
 from ._model import Model as Model
 from ._states import RNGSeq as RNGSeq

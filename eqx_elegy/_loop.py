@@ -8,181 +8,22 @@ are fetched only when something reads them (the epoch's end, or a callback that 
 
 from __future__ import annotations
 
-import copy
 import math
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ._states import RNGSeq, States
+from ._jit import compiled, initialize
+from ._states import States
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .data import ArrayAdapter, Chunk, DataAdapter, prefetch
 
 if TYPE_CHECKING:
     from ._model import Model
-
-# Separate random streams per kind of call, so that training, evaluation, prediction and
-# initialisation never reuse a key.
-_TRAIN, _TEST, _PRED, _INIT = 0, 1, 2, 3
-
-
-class JitSteps(NamedTuple):
-    """The compiled callables the loop runs (what `Model.jit_step` returns).
-
-    - `init(states, batch, class_weight) -> States`
-    - `train(states, batch, class_weight, epoch, step) -> (logs, states)`; states donated
-    - `train_chunk(...)`: the same over a stacked chunk of batches (`lax.scan`)
-    - `test(states, batch, class_weight, step) -> (logs, states)` and `test_chunk`
-    - `pred(states, x, step) -> (y_pred, states)` and `pred_chunk`
-
-    A `batch` is `(x, y, sample_weight)`; chunked variants return logs and predictions
-    stacked along a leading axis, one entry per step.
-    """
-
-    init: Callable[..., States]
-    train: Callable[..., tuple[Any, States]]
-    train_chunk: Callable[..., tuple[Any, States]]
-    test: Callable[..., tuple[Any, States]]
-    test_chunk: Callable[..., tuple[Any, States]]
-    pred: Callable[..., tuple[Any, States]]
-    pred_chunk: Callable[..., tuple[Any, States]]
-
-
-def _stripped(model: Model) -> Model:
-    """A copy of `model` without its states and without the module's parameters (they
-    come from `states.net_params`), so that the compiled steps close over no weights."""
-    stripped = copy.copy(model)
-    object.__setattr__(stripped, "states", None)
-    if model.module is not None:
-        object.__setattr__(
-            stripped, "module", eqx.filter(model.module, eqx.is_inexact_array, inverse=True)
-        )
-    return stripped
-
-
-def _step_rngs(rng: Any, seed: int, kind: int, epoch: Any, step: Any) -> tuple[RNGSeq, RNGSeq]:
-    """The RNGs of one step: for `states.rng` and for the injected `rng`. They depend only
-    on the model's seed, the kind of call, the epoch and the step."""
-    base = rng.key if isinstance(rng, RNGSeq) else jax.random.key(seed)
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(base, kind), epoch), step)
-    return RNGSeq(jax.random.fold_in(key, 0)), RNGSeq(jax.random.fold_in(key, 1))
-
-
-def _as_logs(logs: Mapping[str, Any]) -> dict[str, jax.Array]:
-    return {name: jnp.asarray(value) for name, value in logs.items()}
-
-
-def _scan(one: Callable[..., tuple[Any, States]]) -> Callable[..., tuple[Any, States]]:
-    """Turn a one-step function `(states, batch, *rest, step)` into one that runs a
-    stacked chunk of batches with `lax.scan`, returning per-step outputs stacked."""
-
-    def chunk(states: States, batches: Any, *rest: Any) -> tuple[Any, States]:
-        *fixed, step = rest
-        steps = jax.tree.leaves(batches)[0].shape[0]
-
-        def body(states: States, inputs: tuple[Any, Any]) -> tuple[States, Any]:
-            batch, i = inputs
-            out, states = one(states, batch, *fixed, step + i)
-            return states, out
-
-        states, outs = jax.lax.scan(body, states, (batches, jnp.arange(steps, dtype=jnp.int32)))
-        return outs, states
-
-    return chunk
-
-
-def build_jit_steps(model: Model) -> JitSteps:
-    """The default `jit_step`: one `jax.jit` per kind of step, closing over the model's
-    configuration (not its states)."""
-    static = _stripped(model)
-    seed = model.seed
-
-    def train(states: States, batch: Any, class_weight: Any, epoch: Any, step: Any) -> Any:
-        x, y, sample_weight = batch
-        srng, irng = _step_rngs(states.rng, seed, _TRAIN, epoch, step)
-        logs, new = static._run(
-            "train_step",
-            x=x,
-            y_true=y,
-            sample_weight=sample_weight,
-            class_weight=class_weight,
-            states=states.update(rng=srng),
-            initializing=False,
-            training=True,
-            rng=irng,
-        )
-        return _as_logs(logs), new.update(rng=states.rng)
-
-    def test(states: States, batch: Any, class_weight: Any, step: Any) -> Any:
-        x, y, sample_weight = batch
-        srng, irng = _step_rngs(states.rng, seed, _TEST, 0, step)
-        _, logs, new = static._run(
-            "test_step",
-            x=x,
-            y_true=y,
-            sample_weight=sample_weight,
-            class_weight=class_weight,
-            states=states.update(rng=srng),
-            initializing=False,
-            training=False,
-            rng=irng,
-        )
-        return _as_logs(logs), new.update(rng=states.rng)
-
-    def pred(states: States, x: Any, step: Any) -> Any:
-        srng, irng = _step_rngs(states.rng, seed, _PRED, 0, step)
-        y_pred, new = static._run(
-            "pred_step",
-            x=x,
-            states=states.update(rng=srng),
-            initializing=False,
-            training=False,
-            rng=irng,
-        )
-        return y_pred, new.update(rng=states.rng)
-
-    def init(states: States, batch: Any, class_weight: Any) -> States:
-        x, y, sample_weight = batch
-        rng = states.rng if isinstance(states.rng, RNGSeq) else RNGSeq(seed)
-        srng, irng = _step_rngs(rng, seed, _INIT, 0, 0)
-        new = static._run(
-            "init_step",
-            x=x,
-            y_true=y,
-            sample_weight=sample_weight,
-            class_weight=class_weight,
-            states=states.update(rng=srng),
-            initializing=True,
-            training=True,
-            rng=irng,
-        )
-        return new.update(rng=rng)
-
-    return JitSteps(
-        init=jax.jit(init),
-        train=jax.jit(train, donate_argnums=0),
-        train_chunk=jax.jit(_scan(train), donate_argnums=0),
-        test=jax.jit(test),
-        test_chunk=jax.jit(_scan(test)),
-        pred=jax.jit(pred),
-        pred_chunk=jax.jit(_scan(pred)),
-    )
-
-
-def jit_steps(model: Model) -> JitSteps:
-    """`model.jit_step()`, built once per model instance and reused by every call."""
-    cached = model.__dict__.get("_jit_steps")
-    if cached is None:
-        cached = model.jit_step()
-        object.__setattr__(model, "_jit_steps", cached)
-    return cached
-
 
 # ---------------------------------------------------------------------------- logs
 
@@ -386,12 +227,6 @@ def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
             return
 
 
-def _initialize(model: Model, jit: JitSteps, batch: Any, class_weight: Any) -> States:
-    states = jit.init(model.states, batch, class_weight)
-    model._set_states(states, initialized=True)
-    return states
-
-
 def _require_predictor(model: Model, method: str) -> None:
     from ._model import Model as Base
 
@@ -402,16 +237,58 @@ def _require_predictor(model: Model, method: str) -> None:
         )
 
 
+class _Live:
+    """The states a loop is running, kept as the flat list of arrays the compiled steps
+    take. `push` stores them on the model as `States` (only when something may look);
+    `pull` picks up states a callback put on the model."""
+
+    def __init__(self, model: Model, states: States):
+        self.model = model
+        self._seen: States | None = model.states
+        self.changed = False  # only a completed step gives the model new states
+        self.set(states)
+
+    def set(self, states: States) -> None:
+        self.leaves, self.treedef = jax.tree.flatten(states)
+        self.fns = compiled(self.model, self.treedef)
+        self._states: States | None = states
+
+    def update(self, leaves: list[Any]) -> None:
+        self.leaves = leaves
+        self._states = None
+        self.changed = True
+
+    @property
+    def states(self) -> States:
+        states = self._states
+        if states is None:
+            states = self._states = jax.tree.unflatten(self.treedef, self.leaves)
+        return states
+
+    def push(self) -> None:
+        if not self.changed:
+            return
+        states = self.states
+        self.model._set_states(states)
+        self._seen = states
+        self.changed = False
+
+    def pull(self) -> None:
+        if self.model.states is not self._seen:
+            self._seen = self.model.states
+            self.set(_placed(self.model, _owned(self.model.states)))
+
+
 def _run_test(
     model: Model,
-    jit: JitSteps,
     states: States,
     data: DataAdapter,
     callbacks: CallbackList,
     steps: int | None,
     spe: int,
 ) -> dict[str, float]:
-    states = _fresh_metrics(model, states)
+    leaves, treedef = jax.tree.flatten(_fresh_metrics(model, states))
+    fns = compiled(model, treedef)
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
     logs: Any = None
@@ -421,8 +298,8 @@ def _run_test(
         if batch_hooks:
             for i in range(chunk.steps):
                 callbacks.on_test_batch_begin(step + i)
-        fn = jit.test_chunk if chunk.stacked else jit.test
-        logs, states = fn(states, chunk.batch, None, step)
+        fn = fns.test_chunk if chunk.stacked else fns.test
+        logs, leaves = fn(leaves, chunk.batch, None, step)
         stacked = chunk.stacked
         if batch_hooks:
             for i in range(chunk.steps):
@@ -440,7 +317,7 @@ def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: A
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = make_adapter(x, y, sample_weight, batch_size=None)
-    return _initialize(model, jit_steps(model), data.first_batch(), _class_weight(class_weight))
+    return initialize(model, data.first_batch(), _class_weight(class_weight))
 
 
 def fit(
@@ -515,7 +392,6 @@ def fit(
     if "train_step" not in model._overridden():
         model._optimizer_or_raise()
 
-    jit = jit_steps(model)
     history = History()
     steps = steps_per_epoch or train.num_batches()
     cbs = CallbackList(
@@ -524,45 +400,57 @@ def fit(
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
     if not model.initialized:
-        _initialize(model, jit, train.first_batch(), cw)
-    states = _placed(model, _owned(model.states))
+        initialize(model, train.first_batch(), cw)
+    live = _Live(model, _placed(model, _owned(model.states)))
     model.stop_training = False
     batch_hooks = cbs.wants("on_train_batch_begin") or cbs.wants("on_train_batch_end")
     epoch_logs: dict[str, float] = {}
-    with _DeferredInterrupt() as interrupt:
-        cbs.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            states = _fresh_metrics(model, states)
-            cbs.on_epoch_begin(epoch)
-            logs: Any = None
-            stacked = False
-            step = 0
-            for chunk in _feed(model, train.chunks(epoch, spe), steps_per_epoch):
-                if batch_hooks:
-                    for i in range(chunk.steps):
-                        cbs.on_train_batch_begin(step + i)
-                fn = jit.train_chunk if chunk.stacked else jit.train
-                logs, states = fn(states, chunk.batch, cw, epoch, step)
-                model._set_states(states)
-                stacked = chunk.stacked
-                if batch_hooks:
-                    for i in range(chunk.steps):
-                        cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
-                step += chunk.steps
+    try:
+        with _DeferredInterrupt() as interrupt:
+            cbs.on_train_begin()
+            live.pull()
+            for epoch in range(initial_epoch, epochs):
+                live.set(_fresh_metrics(model, live.states))
+                cbs.on_epoch_begin(epoch)
+                live.pull()
+                logs: Any = None
+                stacked = False
+                step = 0
+                for chunk in _feed(model, train.chunks(epoch, spe), steps_per_epoch):
+                    if batch_hooks:
+                        live.push()
+                        for i in range(chunk.steps):
+                            cbs.on_train_batch_begin(step + i)
+                        live.pull()
+                    fn = live.fns.train_chunk if chunk.stacked else live.fns.train
+                    logs, leaves = fn(live.leaves, chunk.batch, cw, epoch, step)
+                    live.update(leaves)
+                    stacked = chunk.stacked
+                    if batch_hooks:
+                        live.push()
+                        for i in range(chunk.steps):
+                            cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+                        live.pull()
+                    step += chunk.steps
+                    interrupt.check()
+                    if model.stop_training:
+                        break
+                if logs is None:
+                    raise ValueError("The training data produced no batches.")
+                epoch_logs = _host_logs(logs, stacked)
+                live.push()
+                if val is not None and (epoch + 1) % validation_freq == 0:
+                    val_logs = _run_test(model, live.states, val, cbs, validation_steps, spe)
+                    epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                cbs.on_epoch_end(epoch, epoch_logs)
+                live.pull()
                 interrupt.check()
                 if model.stop_training:
                     break
-            if logs is None:
-                raise ValueError("The training data produced no batches.")
-            epoch_logs = _host_logs(logs, stacked)
-            if val is not None and (epoch + 1) % validation_freq == 0:
-                val_logs = _run_test(model, jit, states, val, cbs, validation_steps, spe)
-                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            cbs.on_epoch_end(epoch, epoch_logs)
-            interrupt.check()
-            if model.stop_training:
-                break
-        cbs.on_train_end(epoch_logs)
+            live.push()
+            cbs.on_train_end(epoch_logs)
+    finally:
+        live.push()
     return history
 
 
@@ -582,18 +470,19 @@ def evaluate(
     _check_int("batch_size", batch_size, 1)
     _check_int("steps", steps, 1)
     spe = _steps_per_execution(model, steps_per_execution)
+    if y is None and not isinstance(x, DataAdapter):
+        raise ValueError("evaluate needs labels: pass y (or a source that yields (x, y) batches).")
     data = make_adapter(x, y, sample_weight, batch_size=batch_size)
     if isinstance(data, ArrayAdapter):
         _check_labels(data.y)
-    jit = jit_steps(model)
     cbs = CallbackList(
         [*_default_callbacks(verbose), *(callbacks or [])],
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
     if not model.initialized:
-        _initialize(model, jit, data.first_batch(), None)
-    return _run_test(model, jit, _placed(model, model.states), data, cbs, steps, spe)
+        initialize(model, data.first_batch(), None)
+    return _run_test(model, _placed(model, model.states), data, cbs, steps, spe)
 
 
 def predict(
@@ -612,15 +501,15 @@ def predict(
     _require_predictor(model, "predict")
     spe = _steps_per_execution(model, steps_per_execution)
     data = make_adapter(x, batch_size=batch_size)
-    jit = jit_steps(model)
     cbs = CallbackList(
         [*_default_callbacks(verbose), *(callbacks or [])],
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
     if not model.initialized:
-        _initialize(model, jit, data.first_batch(), None)
-    states = _placed(model, model.states)
+        initialize(model, data.first_batch(), None)
+    leaves, treedef = jax.tree.flatten(_placed(model, model.states))
+    fns = compiled(model, treedef)
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
     cbs.on_predict_begin()
     outputs: list[tuple[Any, bool]] = []
@@ -629,8 +518,8 @@ def predict(
         if batch_hooks:
             for i in range(chunk.steps):
                 cbs.on_predict_batch_begin(step + i)
-        fn = jit.pred_chunk if chunk.stacked else jit.pred
-        y_pred, states = fn(states, chunk.batch[0], step)
+        fn = fns.pred_chunk if chunk.stacked else fns.pred
+        y_pred, leaves = fn(leaves, chunk.batch[0], step)
         outputs.append((y_pred, chunk.stacked))
         if batch_hooks:
             for i in range(chunk.steps):

@@ -23,7 +23,7 @@ from ._states import RNGSeq, States
 from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_output
 
 if TYPE_CHECKING:
-    from ._loop import JitSteps
+    from ._jit import JitSteps
     from ._summary import SummaryRow
     from .callbacks import Callback, History
 
@@ -365,7 +365,7 @@ class Model(eqx.Module):
 
     def jit_step(self) -> JitSteps:
         """Build the compiled callables that fit/evaluate/predict run (see `JitSteps`)."""
-        from ._loop import build_jit_steps
+        from ._jit import build_jit_steps
 
         return build_jit_steps(self)
 

@@ -1,0 +1,48 @@
+"""Shared test data and models: small and deterministic."""
+
+import equinox as eqx
+import jax
+import numpy as np
+import optax
+from sklearn.datasets import load_digits
+
+import eqx_elegy as elegy
+
+
+def digits(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    data = load_digits()
+    x = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int32)
+    return (x, y) if n is None else (x[:n], y[:n])
+
+
+def mlp(seed: int = 0, width: int = 32) -> eqx.nn.MLP:
+    return eqx.nn.MLP(64, 10, width, 1, key=jax.random.key(seed))
+
+
+def mlp_model(**kwargs) -> elegy.Model:
+    kwargs.setdefault("optimizer", optax.adam(1e-2))
+    return elegy.Model(
+        module=mlp(),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=elegy.metrics.Accuracy(),
+        **kwargs,
+    )
+
+
+class CountCompiles:
+    """Counts XLA compilations (backend compiles) inside a `with` block."""
+
+    def __enter__(self) -> "CountCompiles":
+        self.count = 0
+
+        def listener(name: str, duration: float, **kwargs: object) -> None:
+            if name == "/jax/core/compile/backend_compile_duration":
+                self.count += 1
+
+        self._listener = listener
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._listener)

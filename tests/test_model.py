@@ -1,0 +1,302 @@
+"""Model: training parity with a hand-written loop, the docs' LinearClassifier, the
+in-place contract, and every bad input with its message."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import digits, mlp, mlp_model
+from sklearn.datasets import load_digits
+
+import eqx_elegy as elegy
+
+
+def hand_written(x, y, batch_size, epochs, lr):
+    """The loop a JAX user writes by hand: vmap + optax, same batches, no shuffle."""
+    params, static = eqx.partition(mlp(), eqx.is_inexact_array)
+    optimizer = optax.adam(lr)
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):
+        def loss_fn(p):
+            logits = jax.vmap(eqx.combine(p, static))(xb)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        grads = jax.grad(loss_fn)(params)
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    for _ in range(epochs):
+        for i in range(0, len(x), batch_size):
+            params, opt_state = step(
+                params, opt_state, x[i : i + batch_size], y[i : i + batch_size]
+            )
+    return params
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 4])
+def test_fit_matches_hand_written_optax_loop(steps_per_execution):
+    x, y = digits(300)  # 300 = 4 full batches of 64 + a partial one of 44
+    model = mlp_model(optimizer=optax.adam(1e-2))
+    model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=3,
+        shuffle=False,
+        verbose=0,
+        steps_per_execution=steps_per_execution,
+    )
+    expected = hand_written(x, y, 64, 3, 1e-2)
+    got = model.states.net_params
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+class LinearClassifier(elegy.Model):
+    """The Elegy low-level docs' example, verbatim."""
+
+    def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
+        x = jnp.reshape(x, (x.shape[0], -1)) / 255
+        if initializing:
+            w = jax.random.uniform(jax.random.PRNGKey(42), shape=[np.prod(x.shape[1:]), 10])
+            b = jax.random.uniform(jax.random.PRNGKey(69), shape=[1])
+        else:
+            w, b = states.net_params
+        logits = jnp.dot(x, w) + b
+        labels = jax.nn.one_hot(y_true, 10)
+        loss = jnp.mean(-jnp.sum(labels * jax.nn.log_softmax(logits), axis=-1))
+        accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == y_true)
+        logs = dict(accuracy=accuracy, loss=loss)
+        states = states.update(net_params=(w, b))
+        return loss, logs, states
+
+
+def test_linear_classifier_learns_digits():
+    data = load_digits()
+    images = (data.images * 255 / 16).astype(np.uint8)
+    x_train, y_train = images[:1500], data.target[:1500]
+    x_test, y_test = images[1500:], data.target[1500:]
+    model = LinearClassifier(optimizer=optax.adam(1e-2))
+    before = model.states
+    history = model.fit(x=x_train, y=y_train, epochs=15, batch_size=64, verbose=0)
+    assert before.net_params is None  # the old States is untouched
+    assert len(history.history["loss"]) == 15 and history.epoch == list(range(15))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    logs = model.evaluate(x=x_test, y=y_test, batch_size=len(x_test), verbose=0)
+    assert logs["accuracy"] > 0.85
+    # evaluate reflects the trained states: a fresh model scores far lower.
+    fresh = LinearClassifier(optimizer=optax.adam(1e-2))
+    assert fresh.evaluate(x_test, y_test, batch_size=len(x_test), verbose=0)["accuracy"] < 0.5
+
+
+def test_high_level_fit_evaluate_predict():
+    x, y = digits(600)
+    model = mlp_model()
+    history = model.fit(x, y, epochs=4, batch_size=64, validation_split=0.25, verbose=0)
+    assert set(history.history) == {
+        "loss",
+        "sparse_categorical_crossentropy_loss",
+        "accuracy",
+        "val_loss",
+        "val_sparse_categorical_crossentropy_loss",
+        "val_accuracy",
+    }
+    assert history.history["val_accuracy"][-1] > 0.7
+    logs = model.evaluate(x, y, batch_size=128, verbose=0)
+    assert isinstance(logs["loss"], float) and logs["accuracy"] > 0.7
+    predictions = model.predict(x, batch_size=128)
+    assert isinstance(predictions, np.ndarray) and predictions.shape == (600, 10)
+    accuracy = float((predictions.argmax(-1) == y).mean())
+    assert abs(accuracy - logs["accuracy"]) < 1e-6
+
+
+def test_evaluate_metric_over_uneven_batches_equals_whole_data():
+    x, y = digits(250)
+    model = mlp_model()
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    by_batches = model.evaluate(x, y, batch_size=64, verbose=0)
+    whole = model.evaluate(x, y, batch_size=250, verbose=0)
+    assert by_batches["accuracy"] == pytest.approx(whole["accuracy"], abs=1e-6)
+    assert by_batches["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+
+
+def test_shuffling_depends_only_on_seed_and_epoch():
+    x, y = digits(200)
+    a, b = mlp_model(seed=3), mlp_model(seed=3)
+    a.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    b.fit(x, y, epochs=2, batch_size=32, verbose=0)
+    for p, q in zip(
+        jax.tree.leaves(a.states.net_params), jax.tree.leaves(b.states.net_params), strict=True
+    ):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_drop_remaining_and_partial_batch():
+    x, y = digits(100)
+    seen = []
+
+    class Count(elegy.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    mlp_model().fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Count()])
+    assert seen == [0, 1, 2, 3]  # the last partial batch of 4 trains
+    seen.clear()
+    mlp_model().fit(
+        x, y, batch_size=32, epochs=1, verbose=0, callbacks=[Count()], drop_remaining=True
+    )
+    assert seen == [0, 1, 2]
+
+
+def test_sample_weight_zero_means_ignored():
+    x, y = digits(128)
+    weights = np.ones(128, np.float32)
+    weights[64:] = 0.0
+    a, b = mlp_model(), mlp_model()
+    a.fit(x, y, sample_weight=weights, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    b.fit(x[:64], y[:64], batch_size=64, epochs=1, shuffle=False, verbose=0)
+    # The second batch has all-zero weights: a zero loss gives zero gradients, but adam
+    # still takes its (bias-corrected) step from the first batch's moments.
+    assert not np.allclose(a.states.net_params.layers[0].weight, mlp().layers[0].weight)
+
+
+def test_steps_per_epoch_and_initial_epoch():
+    x, y = digits(256)
+    history = mlp_model().fit(
+        x, y, batch_size=32, epochs=3, initial_epoch=1, steps_per_epoch=2, verbose=0
+    )
+    assert history.epoch == [1, 2]
+
+
+def test_reset_and_init():
+    x, y = digits(64)
+    model = LinearClassifier(optimizer=optax.sgd(0.1))
+    assert not model.initialized
+    states = model.init(x.reshape(-1, 8, 8), y)
+    assert model.initialized and states is model.states
+    assert model.states.net_params[0].shape == (64, 10)
+    model.reset()
+    assert model.states.net_params is None and not model.initialized
+
+
+def test_stateful_module_batchnorm():
+    class Net(eqx.Module):
+        linear: eqx.nn.Linear
+        norm: eqx.nn.BatchNorm
+
+        def __init__(self, key):
+            self.linear = eqx.nn.Linear(64, 10, key=key)
+            self.norm = eqx.nn.BatchNorm(10, axis_name="batch", mode="batch")
+
+        def __call__(self, x, state):
+            x, state = self.norm(self.linear(x), state)
+            return x, state
+
+    x, y = digits(128)
+    loss = elegy.losses.SparseCategoricalCrossentropy(from_logits=True)
+    built = elegy.Model(module=Net(jax.random.key(0)), loss=loss, optimizer=optax.adam(1e-2))
+    net, state = eqx.nn.make_with_state(Net)(jax.random.key(0))
+    paired = elegy.Model(module=net, module_state=state, loss=loss, optimizer=optax.adam(1e-2))
+    for model in (built, paired):
+        before = jax.tree.leaves(model.states.net_states)
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+        after = jax.tree.leaves(model.states.net_states)
+        assert any(not np.allclose(a, b) for a, b in zip(before, after, strict=True))
+        assert model.predict(x[:5]).shape == (5, 10)
+
+
+def test_dropout_gets_keys_and_inference_mode():
+    class Net(eqx.Module):
+        mlp: eqx.nn.MLP
+        dropout: eqx.nn.Dropout
+
+        def __call__(self, x, *, key=None):
+            return self.mlp(self.dropout(x, key=key))
+
+    net = Net(mlp(), eqx.nn.Dropout(0.5))
+    model = elegy.Model(
+        module=net,
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    x, y = digits(64)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    # Inference mode when predicting: deterministic.
+    np.testing.assert_array_equal(model.predict(x), model.predict(x))
+
+
+def test_vmap_false_passes_whole_batch():
+    class BatchNet(eqx.Module):
+        linear: eqx.nn.Linear
+
+        def __call__(self, x):
+            assert x.ndim == 2
+            return jax.vmap(self.linear)(x)
+
+    model = elegy.Model(
+        module=BatchNet(eqx.nn.Linear(64, 10, key=jax.random.key(0))),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.sgd(0.1),
+        vmap=False,
+    )
+    x, y = digits(64)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert model.predict(x).shape == (64, 10)
+
+
+def test_pytree_inputs():
+    class TwoInputs(eqx.Module):
+        a: eqx.nn.Linear
+        b: eqx.nn.Linear
+
+        def __call__(self, x):
+            return self.a(x["left"]) + self.b(x["right"])
+
+    keys = jax.random.split(jax.random.key(0))
+    model = elegy.Model(
+        module=TwoInputs(eqx.nn.Linear(32, 10, key=keys[0]), eqx.nn.Linear(32, 10, key=keys[1])),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    x, y = digits(96)
+    inputs = {"left": x[:, :32], "right": x[:, 32:]}
+    model.fit(inputs, y, batch_size=32, epochs=1, verbose=0)
+    assert model.predict(inputs).shape == (96, 10)
+
+
+def test_user_filter_jit_steps_work():
+    class Jitted(elegy.Model):
+        @eqx.filter_jit
+        def pred_step(self, x, states) -> elegy.PredStep:
+            w = states.net_params
+            return x @ w, states
+
+    model = Jitted(
+        loss=elegy.losses.MeanSquaredError(),
+        optimizer=optax.sgd(0.1),
+        states=elegy.States(rng=elegy.RNGSeq(0), net_params=jnp.zeros((3, 1))),
+    )
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    model.fit(x, y, batch_size=16, epochs=30, verbose=0)
+    np.testing.assert_allclose(model.states.net_params[:, 0], [1.0, -2.0, 0.5], atol=0.05)
+
+
+def test_plain_callable_loss():
+    def mse(y_true, y_pred):
+        return jnp.mean((y_true - y_pred) ** 2)
+
+    model = elegy.Model(
+        module=eqx.nn.Linear(3, 1, key=jax.random.key(0)), loss=mse, optimizer=optax.sgd(0.1)
+    )
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    history = model.fit(x, y, batch_size=16, epochs=20, verbose=0)
+    assert history.history["loss"][-1] < 0.01
+    assert "mse_loss" in history.history
