@@ -4,7 +4,8 @@ Each markdown file (docs/*.md and README.md) runs as one program: its ```python 
 order, in one namespace, in a fresh interpreter whose working directory is a temporary
 folder, with warnings as errors. A block preceded by a `<!-- no-test -->` line is skipped
 (for code that cannot run here, e.g. a multi-host launch). Tracebacks point at the
-markdown file and line.
+markdown file and line. The selected files start together, as many at a time as there
+are CPU cores, when the first of these tests runs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -99,26 +102,55 @@ def test_skip_marker_is_used_sparingly() -> None:
     assert skipped <= len(blocks) // 5, f"{skipped} of {len(blocks)} blocks are marked no-test"
 
 
-@pytest.mark.parametrize("doc", _documents(), ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_doc_runs(doc: Path, tmp_path: Path) -> None:
+def _run_doc(doc: Path, folder: Path) -> subprocess.CompletedProcess[str] | None:
     rel = doc.relative_to(ROOT).as_posix()
     blocks = [(rel, line, code) for line, code, skip in code_blocks(doc.read_text()) if not skip]
     if not blocks:
-        pytest.skip(f"{rel} has no runnable python blocks")
-    script = tmp_path / "blocks.json"
+        return None
+    script = folder / "blocks.json"
     script.write_text(json.dumps(blocks))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.setdefault("JAX_NUM_CPU_DEVICES", "8")  # as tests/conftest.py, for the distributed page
     env["MPLBACKEND"] = "Agg"
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-W", "error", "-c", _RUNNER, str(script)],
-        cwd=tmp_path,
+        cwd=folder,
         env=env,
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+@pytest.fixture(scope="module")
+def doc_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[Path, Future[subprocess.CompletedProcess[str] | None]]]:
+    """Start running every selected document, as many at a time as there are CPU cores;
+    map each to the future of its finished process (None: nothing to run)."""
+    selected = [
+        item.callspec.params["doc"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_doc_runs" and item.path == Path(__file__)
+    ]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        runs = {
+            doc: pool.submit(_run_doc, doc, tmp_path_factory.mktemp(doc.stem)) for doc in selected
+        }
+        yield runs
+        for future in runs.values():
+            future.cancel()
+
+
+@pytest.mark.parametrize("doc", _documents(), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_doc_runs(
+    doc: Path, doc_runs: dict[Path, Future[subprocess.CompletedProcess[str] | None]]
+) -> None:
+    rel = doc.relative_to(ROOT).as_posix()
+    result = doc_runs[doc].result()
+    if result is None:
+        pytest.skip(f"{rel} has no runnable python blocks")
     assert result.returncode == 0, (
         f"{rel} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     )
