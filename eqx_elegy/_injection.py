@@ -69,7 +69,8 @@ def check_step_signature(cls_name: str, method_name: str, fn: Any) -> None:
 
 def inject(obj: Any, method_name: str, **available: Any) -> Any:
     """Call `obj.method_name` with those of `available` that the method names."""
-    wanted = _wanted(type(obj), method_name)
+    cls: type = type(obj)
+    wanted = _wanted(cls, method_name)
     method: Callable[..., Any] = getattr(obj, method_name)
     if wanted is None:
         return method(**available)

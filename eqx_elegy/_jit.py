@@ -9,6 +9,8 @@ model's whole step, while a list of arrays crosses into the compiled call in C++
 from __future__ import annotations
 
 import copy
+import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -163,57 +165,152 @@ class Compiled(NamedTuple):
     pred_chunk: Callable[..., tuple[Any, list[Any]]]
 
 
-def _flat(
-    fn: Callable[..., tuple[Any, States]], treedef: Any, owner: str, name: str
-) -> Callable[..., tuple[Any, list[Any]]]:
-    """`fn` on a flat list of state arrays, checking the structure stays the same."""
+# Leaves up to this many elements are packed into one buffer per dtype (see `Layout`).
+PACK_LIMIT = 16384
 
-    def wrapped(leaves: list[Any], *rest: Any) -> tuple[Any, list[Any]]:
-        out, new = fn(jax.tree.unflatten(treedef, leaves), *rest)
-        new_leaves, new_def = jax.tree.flatten(new)
-        if new_def != treedef:
+
+class Layout(NamedTuple):
+    """How the flat buffers a compiled step takes map back to `States`.
+
+    Every call of a compiled function pays per argument and per result, and a small
+    model's states are dozens of scalars and small arrays (metric counters, biases,
+    optimizer counts). So leaves of up to `PACK_LIMIT` elements travel packed into one
+    buffer per dtype; larger leaves travel as themselves. Typed PRNG keys travel as their
+    raw key data. `slots[i]` is `(buffer, offset, shape)` for leaf `i`, offset -1 meaning
+    the buffer is the leaf itself; `buffers` gives each packed buffer's dtype.
+    """
+
+    treedef: Any
+    keys: tuple[tuple[int, Any], ...]
+    slots: tuple[tuple[int, int, tuple[int, ...]], ...]
+    buffers: tuple[Any, ...]
+    packed: bool
+
+
+def _is_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def flatten_states(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
+    """The states as a short list of arrays, and the layout to rebuild them. Works on
+    concrete arrays and, inside a compiled step, on tracers."""
+    leaves, treedef = jax.tree.flatten(states)
+    keys = tuple((i, jax.random.key_impl(leaf)) for i, leaf in enumerate(leaves) if _is_key(leaf))
+    for i, _ in keys:
+        leaves[i] = jax.random.key_data(leaves[i])
+    buffers: list[Any] = []
+    slots: list[tuple[int, int, tuple[int, ...]]] = []
+    groups: dict[Any, list[int]] = {}
+    for i, leaf in enumerate(leaves):
+        shape = tuple(getattr(leaf, "shape", ()))
+        if pack and hasattr(leaf, "dtype") and math.prod(shape) <= PACK_LIMIT:
+            groups.setdefault(jnp.dtype(leaf.dtype), []).append(i)
+            slots.append((-1, 0, shape))  # filled in below
+        else:
+            slots.append((len(buffers), -1, shape))
+            buffers.append(leaf)
+    dtypes: list[Any] = [None] * len(buffers)
+    for dtype, indices in groups.items():
+        offset = 0
+        for i in indices:
+            slots[i] = (len(buffers), offset, slots[i][2])
+            offset += math.prod(slots[i][2])
+        buffers.append(jnp.concatenate([jnp.ravel(leaves[i]) for i in indices]))
+        dtypes.append(dtype)
+    return buffers, Layout(treedef, keys, tuple(slots), tuple(dtypes), pack)
+
+
+def _unpack(layout: Layout, buffers: list[Any]) -> list[Any]:
+    leaves = []
+    for index, offset, shape in layout.slots:
+        buffer = buffers[index]
+        if offset >= 0:
+            buffer = jnp.reshape(buffer[offset : offset + math.prod(shape)], shape)
+        leaves.append(buffer)
+    for i, impl in layout.keys:
+        leaves[i] = jax.random.wrap_key_data(leaves[i], impl=impl)
+    return leaves
+
+
+def unflatten_states(layout: Layout, buffers: list[Any]) -> Any:
+    """Inverse of `flatten_states`."""
+    return jax.tree.unflatten(layout.treedef, _unpack(layout, buffers))
+
+
+@functools.cache
+def _host_unpack(layout: Layout) -> Callable[[list[Any]], list[Any]]:
+    return jax.jit(functools.partial(_unpack, layout))
+
+
+def unflatten_states_on_host(layout: Layout, buffers: list[Any]) -> Any:
+    """`unflatten_states` for concrete buffers: one compiled call instead of an eager
+    slice per leaf."""
+    if all(offset < 0 for _, offset, _ in layout.slots) and not layout.keys:
+        return jax.tree.unflatten(layout.treedef, list(buffers))
+    return jax.tree.unflatten(layout.treedef, _host_unpack(layout)(list(buffers)))
+
+
+def _flat(
+    fn: Callable[..., tuple[Any, States]], layout: Layout, owner: str, name: str
+) -> Callable[..., tuple[Any, list[Any]]]:
+    """`fn(states, data, *rest)` on the flat buffers of `layout`, checking that the step
+    returns states of the same layout. `counter` is `[epoch, step]` in one int32 array (one
+    argument crossing into the compiled call instead of two)."""
+
+    def wrapped(buffers: list[Any], data: Any, *rest: Any) -> tuple[Any, list[Any]]:
+        *fixed, counter = rest
+        args = (*fixed, counter[0], counter[1]) if name == "train_step" else (*fixed, counter[1])
+        out, new = fn(unflatten_states(layout, buffers), data, *args)
+        new_buffers, new_layout = flatten_states(new, pack=layout.packed)
+        if new_layout != layout:
             raise TypeError(
-                f"{owner}.{name} changed the structure of the states (keys, or None/array "
-                f"entries) after initialisation.\nBefore: {treedef}\nAfter:  {new_def}\n"
-                "Create every entry when `initializing` is True (or in init_step/states_step) "
-                "so that each step returns states of the same structure."
+                f"{owner}.{name} changed the structure, shapes or dtypes of the states after "
+                f"initialisation.\nBefore: {_describe_layout(layout)}\n"
+                f"After:  {_describe_layout(new_layout)}\nCreate every entry, with its final "
+                "shape and dtype, when `initializing` is True (or in init_step/states_step) so "
+                "that each step returns states like the ones it received."
             )
-        return out, new_leaves
+        return out, new_buffers
 
     return wrapped
 
 
-def _scan(one: Callable[..., tuple[Any, list[Any]]]) -> Callable[..., tuple[Any, list[Any]]]:
-    """A one-step function `(leaves, batch, *fixed, step)` turned into one that runs a
-    stacked chunk of batches with `lax.scan`, returning per-step outputs stacked."""
+def _describe_layout(layout: Layout) -> str:
+    shapes = [shape for _, _, shape in layout.slots]
+    return f"{layout.treedef} with leaf shapes {shapes}"
 
-    def chunk(leaves: list[Any], batches: Any, *rest: Any) -> tuple[Any, list[Any]]:
-        *fixed, step = rest
+
+def _scan(one: Callable[..., tuple[Any, list[Any]]]) -> Callable[..., tuple[Any, list[Any]]]:
+    """A one-step function `(buffers, batch, *fixed, counter)` turned into one that runs
+    a stacked chunk of batches with `lax.scan`, returning per-step outputs stacked."""
+
+    def chunk(buffers: list[Any], batches: Any, *rest: Any) -> tuple[Any, list[Any]]:
+        *fixed, counter = rest
         steps = jax.tree.leaves(batches)[0].shape[0]
 
-        def body(leaves: list[Any], inputs: tuple[Any, Any]) -> tuple[list[Any], Any]:
+        def body(buffers: list[Any], inputs: tuple[Any, Any]) -> tuple[list[Any], Any]:
             batch, i = inputs
-            out, leaves = one(leaves, batch, *fixed, step + i)
-            return leaves, out
+            out, buffers = one(buffers, batch, *fixed, counter.at[1].add(i))
+            return buffers, out
 
         indices = jnp.arange(steps, dtype=jnp.int32)
-        leaves, outs = jax.lax.scan(body, leaves, (batches, indices))
-        return outs, leaves
+        buffers, outs = jax.lax.scan(body, buffers, (batches, indices))
+        return outs, buffers
 
     return chunk
 
 
-def compiled(model: Model, treedef: Any) -> Compiled:
-    """The compiled steps of `model` for states of structure `treedef`, cached on the
-    model so that later fits and evaluations compile nothing."""
+def compiled(model: Model, layout: Layout) -> Compiled:
+    """The compiled steps of `model` for states of the given layout, cached on the model
+    so that later fits and evaluations compile nothing."""
     cache: dict[Any, Compiled] = vars(model).setdefault("_compiled", {})
-    if treedef not in cache:
+    if layout not in cache:
         steps = jit_steps(model)
         owner = type(model).__name__
-        train = _flat(steps.train, treedef, owner, "train_step")
-        test = _flat(steps.test, treedef, owner, "test_step")
-        pred = _flat(steps.pred, treedef, owner, "pred_step")
-        cache[treedef] = Compiled(
+        train = _flat(steps.train, layout, owner, "train_step")
+        test = _flat(steps.test, layout, owner, "test_step")
+        pred = _flat(steps.pred, layout, owner, "pred_step")
+        cache[layout] = Compiled(
             train=steps.jit(train, donate_argnums=0),
             train_chunk=steps.jit(_scan(train), donate_argnums=0),
             test=steps.jit(test),
@@ -221,7 +318,7 @@ def compiled(model: Model, treedef: Any) -> Compiled:
             pred=steps.jit(pred),
             pred_chunk=steps.jit(_scan(pred)),
         )
-    return cache[treedef]
+    return cache[layout]
 
 
 def initialize(model: Model, batch: Any, class_weight: Any) -> States:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from ._jit import compiled, initialize
+from ._jit import compiled, flatten_states, initialize, unflatten_states_on_host
 from ._states import States
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .data import ArrayAdapter, Chunk, DataAdapter, prefetch
@@ -237,6 +237,11 @@ def _require_predictor(model: Model, method: str) -> None:
         )
 
 
+def _counter(epoch: int, step: int) -> np.ndarray:
+    """The `[epoch, step]` a compiled step derives its random keys from."""
+    return np.array([epoch, step], np.int32)
+
+
 class _Live:
     """The states a loop is running, kept as the flat list of arrays the compiled steps
     take. `push` stores them on the model as `States` (only when something may look);
@@ -249,8 +254,8 @@ class _Live:
         self.set(states)
 
     def set(self, states: States) -> None:
-        self.leaves, self.treedef = jax.tree.flatten(states)
-        self.fns = compiled(self.model, self.treedef)
+        self.leaves, self.layout = flatten_states(states, pack=self.model.strategy is None)
+        self.fns = compiled(self.model, self.layout)
         self._states: States | None = states
 
     def update(self, leaves: list[Any]) -> None:
@@ -262,11 +267,15 @@ class _Live:
     def states(self) -> States:
         states = self._states
         if states is None:
-            states = self._states = jax.tree.unflatten(self.treedef, self.leaves)
+            states = self._states = unflatten_states_on_host(self.layout, self.leaves)
         return states
 
     def push(self) -> None:
-        if not self.changed:
+        # Buffers are deleted only when a step was interrupted after taking them (a second
+        # Ctrl-C); the model then keeps the states it was last given.
+        if not self.changed or any(
+            isinstance(b, jax.Array) and b.is_deleted() for b in self.leaves
+        ):
             return
         states = self.states
         self.model._set_states(states)
@@ -287,8 +296,8 @@ def _run_test(
     steps: int | None,
     spe: int,
 ) -> dict[str, float]:
-    leaves, treedef = jax.tree.flatten(_fresh_metrics(model, states))
-    fns = compiled(model, treedef)
+    leaves, layout = flatten_states(_fresh_metrics(model, states), pack=model.strategy is None)
+    fns = compiled(model, layout)
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
     logs: Any = None
@@ -299,7 +308,7 @@ def _run_test(
             for i in range(chunk.steps):
                 callbacks.on_test_batch_begin(step + i)
         fn = fns.test_chunk if chunk.stacked else fns.test
-        logs, leaves = fn(leaves, chunk.batch, None, step)
+        logs, leaves = fn(leaves, chunk.batch, None, _counter(0, step))
         stacked = chunk.stacked
         if batch_hooks:
             for i in range(chunk.steps):
@@ -404,6 +413,7 @@ def fit(
     live = _Live(model, _placed(model, _owned(model.states)))
     model.stop_training = False
     batch_hooks = cbs.wants("on_train_batch_begin") or cbs.wants("on_train_batch_end")
+    sync = cbs.reads_states("on_train_batch_begin") or cbs.reads_states("on_train_batch_end")
     epoch_logs: dict[str, float] = {}
     try:
         with _DeferredInterrupt() as interrupt:
@@ -418,22 +428,27 @@ def fit(
                 step = 0
                 for chunk in _feed(model, train.chunks(epoch, spe), steps_per_epoch):
                     if batch_hooks:
-                        live.push()
+                        if sync:
+                            live.push()
                         for i in range(chunk.steps):
                             cbs.on_train_batch_begin(step + i)
-                        live.pull()
+                        if sync:
+                            live.pull()
                     fn = live.fns.train_chunk if chunk.stacked else live.fns.train
-                    logs, leaves = fn(live.leaves, chunk.batch, cw, epoch, step)
+                    logs, leaves = fn(live.leaves, chunk.batch, cw, _counter(epoch, step))
                     live.update(leaves)
                     stacked = chunk.stacked
                     if batch_hooks:
-                        live.push()
+                        if sync:
+                            live.push()
                         for i in range(chunk.steps):
                             cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
-                        live.pull()
+                        if sync:
+                            live.pull()
                     step += chunk.steps
                     interrupt.check()
-                    if model.stop_training:
+                    # vars(): equinox's attribute lookup is slow enough to show per step.
+                    if vars(model).get("stop_training"):
                         break
                 if logs is None:
                     raise ValueError("The training data produced no batches.")
@@ -508,8 +523,8 @@ def predict(
     )
     if not model.initialized:
         initialize(model, data.first_batch(), None)
-    leaves, treedef = jax.tree.flatten(_placed(model, model.states))
-    fns = compiled(model, treedef)
+    leaves, layout = flatten_states(_placed(model, model.states), pack=model.strategy is None)
+    fns = compiled(model, layout)
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
     cbs.on_predict_begin()
     outputs: list[tuple[Any, bool]] = []
@@ -519,7 +534,7 @@ def predict(
             for i in range(chunk.steps):
                 cbs.on_predict_batch_begin(step + i)
         fn = fns.pred_chunk if chunk.stacked else fns.pred
-        y_pred, leaves = fn(leaves, chunk.batch[0], step)
+        y_pred, leaves = fn(leaves, chunk.batch[0], _counter(0, step))
         outputs.append((y_pred, chunk.stacked))
         if batch_hooks:
             for i in range(chunk.steps):

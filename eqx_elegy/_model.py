@@ -8,12 +8,14 @@ pytree at well-defined points; that swap is the only mutation in the library.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import PyTree
 
@@ -23,6 +25,8 @@ from ._states import RNGSeq, States
 from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_output
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from ._jit import JitSteps
     from ._summary import SummaryRow
     from .callbacks import Callback, History
@@ -74,13 +78,13 @@ class Model(eqx.Module):
     loss: Any = eqx.field(default=None, kw_only=True)
     metrics: Any = eqx.field(default=None, kw_only=True)
     loss_weights: Any = eqx.field(default=None, kw_only=True, static=True)
-    optimizer: Any = eqx.field(default=None, kw_only=True)
+    optimizer: optax.GradientTransformation | None = eqx.field(default=None, kw_only=True)
     seed: int = eqx.field(default=42, kw_only=True, static=True)
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
     strategy: Any = eqx.field(default=None, kw_only=True)
-    states: States = eqx.field(default=None, kw_only=True)  # type: ignore[assignment]
+    states: States = eqx.field(default=None, kw_only=True)
 
     stop_training = False
 
@@ -496,8 +500,10 @@ class Model(eqx.Module):
         steps: int | None = None,
         callbacks: Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
-    ) -> Any:
-        """Predictions for every example of `x`, concatenated (numpy arrays)."""
+    ) -> np.ndarray:
+        """Predictions for every example of `x`, concatenated along the batch axis: a numpy
+        array, or, when the module returns a pytree (a dict or tuple of outputs), that
+        pytree with numpy arrays at its leaves."""
         from ._loop import predict
 
         return predict(
@@ -509,3 +515,67 @@ class Model(eqx.Module):
             callbacks=callbacks,
             steps_per_execution=steps_per_execution,
         )
+
+    # ------------------------------------------------------------------ summary, save, load
+
+    @overload
+    def summary(
+        self,
+        x: Any,
+        depth: int = 2,
+        *,
+        print_fn: Callable[[str], Any] | None = None,
+        return_string: Literal[False] = False,
+        console: Console | None = None,
+    ) -> None: ...
+
+    @overload
+    def summary(
+        self,
+        x: Any,
+        depth: int = 2,
+        *,
+        print_fn: Callable[[str], Any] | None = None,
+        return_string: Literal[True],
+        console: Console | None = None,
+    ) -> str: ...
+
+    def summary(
+        self,
+        x: Any,
+        depth: int = 2,
+        *,
+        print_fn: Callable[[str], Any] | None = None,
+        return_string: bool = False,
+        console: Console | None = None,
+    ) -> str | None:
+        """Print a table of the model for inputs `x` (e.g. `x_train[:1]`): a row per
+        submodule down to `depth` (path, type, output shape and dtype, trainable and
+        non-trainable parameters), then totals including the optimizer state.
+
+        The rows come from `summary_step`; output shapes are traced with `jax.eval_shape`
+        (nothing runs on real data). The table goes to `console` (a rich Console; default:
+        the terminal), or as plain text to `print_fn` (e.g. `logging.info`); with
+        `return_string=True` the text is returned instead of printed.
+        """
+        from ._summary import summary
+
+        return summary(self, x, depth, print_fn, return_string, console)
+
+    def save(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
+        """Save `states` into directory `path` (leaves with `eqx.tree_serialise_leaves`,
+        plus a JSON manifest). The new directory replaces an old one atomically: a crash
+        mid-save leaves the previous save loadable. `weights_only` saves only `net_params`
+        and `net_states`."""
+        from ._checkpoint import save
+
+        save(self, path, weights_only=weights_only)
+
+    def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
+        """Load a save of a model built the same way: its `states` give the structure,
+        which must match the file's (paths, shapes, dtypes) or nothing changes and a
+        `CheckpointError` lists the differences. No code from the file is ever run.
+        `weights_only` loads only `net_params` and `net_states`."""
+        from ._checkpoint import load
+
+        load(self, path, weights_only=weights_only)

@@ -45,7 +45,8 @@ class RNGSeq(eqx.Module):
         return jax.random.split(key, num), rng
 
 
-class States(eqx.Module, Mapping[str, Any]):
+# Equality is equinox's (leaf-wise `tree_equal`), which is wider than Mapping's `-> bool`.
+class States(eqx.Module, Mapping[str, Any]):  # type: ignore[misc]
     """Everything a model's steps read and write, as one immutable pytree.
 
     Default keys (None until set): `rng`, `net_params`, `net_states`, `metrics_states`,

@@ -1,9 +1,12 @@
 """The typed outputs of the step methods, and their run-time check.
 
 The aliases are plain tuple types, so a step annotated `-> TestStep` may `return loss,
-logs, states` and pass pyright and mypy. At run time (at trace time, so it costs nothing
-per step) `check_output` verifies each output with jaxtyping and raises a `TypeError`
-that names the model class, the method, the alias and what came back.
+logs, states` and pass pyright and mypy. At run time `check_output` verifies each output
+with jaxtyping and beartype and raises a `TypeError` that names the model class, the
+method, the alias and the offending element with its shape and dtype.
+
+The check runs while a step is traced (`Model._run` is called inside `jax.jit`), so it
+costs nothing once the step is compiled; `Model(check_types=False)` skips it entirely.
 """
 
 from __future__ import annotations
@@ -25,25 +28,36 @@ GradStep: TypeAlias = tuple[Float[Array, ""], Logs, States, PyTree]
 TrainStep: TypeAlias = tuple[Logs, States]
 InitStep: TypeAlias = States
 
+# The run-time forms of the element types. They are values here (hints passed to
+# beartype), which static checkers do not model, hence `Any`.
+_SCALAR_FLOAT: Any = Float[Array, ""]
+_SCALAR: Any = Shaped[Array, ""] | Shaped[np.ndarray, ""] | bool | int | float | np.number
+
 _LAYOUTS: dict[str, tuple[str, ...]] = {
     "PredStep": ("y_pred", "states"),
     "TestStep": ("loss", "logs", "states"),
     "GradStep": ("loss", "logs", "states", "grads"),
     "TrainStep": ("logs", "states"),
+    "InitStep": ("states",),
 }
 
 
 def describe(value: Any) -> str:
-    """A short description of a value: arrays by dtype and shape, containers by type."""
-    if isinstance(value, jax.Array | np.ndarray | np.generic):
-        return f"{type(value).__name__}[{value.dtype}{list(value.shape)}]"
-    if isinstance(value, tuple | list) and not isinstance(value, States):
-        inner = ", ".join(describe(v) for v in value[:6])
-        return f"{type(value).__name__}({inner}{', ...' if len(value) > 6 else ''})"
+    """A short description of a value: arrays (and tracers) as `dtype[shape]`, e.g.
+    `float32[8]` or `int32[]`, containers by type and length or keys."""
+    if isinstance(value, jax.Array):
+        return f"{value.dtype}{list(value.shape)}"
+    if isinstance(value, np.ndarray | np.generic):
+        return f"numpy {value.dtype}{list(value.shape)}"
     if isinstance(value, States):
         return "States"
+    if isinstance(value, tuple | list):
+        inner = ", ".join(describe(v) for v in value[:6])
+        return f"{type(value).__name__}({inner}{', ...' if len(value) > 6 else ''})"
     if isinstance(value, Mapping):
         return f"{type(value).__name__} with keys {list(value)[:8]}"
+    if isinstance(value, bool | int | float):
+        return f"{type(value).__name__} {value!r}"
     return type(value).__name__
 
 
@@ -52,81 +66,80 @@ class StepOutputError(TypeError):
 
 
 def _fail(owner: str, method: str, alias: str, problem: str, value: Any) -> StepOutputError:
-    layout = ", ".join(_LAYOUTS.get(alias, ("states",)))
+    layout = ", ".join(_LAYOUTS[alias])
     return StepOutputError(
         f"{owner}.{method} must return elegy.{alias} ({layout}), but {problem}. "
-        f"Got: {describe(value)}."
+        f"It returned: {describe(value)}."
     )
 
 
-def _check_states(owner: str, method: str, alias: str, value: Any, whole: Any) -> None:
-    if not isinstance(value, States):
-        raise _fail(owner, method, alias, f"its states element is a {type(value).__name__}", whole)
+def _check_loss(loss: Any) -> str | None:
+    if is_bearable(loss, _SCALAR_FLOAT):
+        return None
+    return (
+        f"its loss is {describe(loss)}, not a scalar float array (Float[Array, '']): "
+        "reduce it with jnp.mean or jnp.sum, and compute it in a float dtype"
+    )
 
 
-def _check_loss(owner: str, method: str, alias: str, loss: Any, whole: Any) -> None:
-    if not is_bearable(loss, Float[Array, ""]):
-        raise _fail(
-            owner,
-            method,
-            alias,
-            f"its loss is {describe(loss)}, not a scalar float array (Float[Array, '']); "
-            "reduce it with jnp.mean/jnp.sum and make sure it is a float",
-            whole,
-        )
-
-
-def _is_scalar(value: Any) -> bool:
-    if isinstance(value, bool | int | float | np.number):
-        return True
-    return is_bearable(value, Shaped[Array, ""] | Shaped[np.ndarray, ""])
-
-
-def _check_logs(owner: str, method: str, alias: str, logs: Any, whole: Any) -> None:
+def _check_logs(logs: Any) -> str | None:
     if not isinstance(logs, Mapping):
-        raise _fail(
-            owner, method, alias, f"its logs are a {type(logs).__name__}, not a dict", whole
-        )
+        return f"its logs are a {type(logs).__name__}, not a mapping from names to scalars"
     for name, value in logs.items():
         if not isinstance(name, str):
-            raise _fail(owner, method, alias, f"its logs have a non-string key {name!r}", whole)
-        if not _is_scalar(value):
-            raise _fail(
-                owner,
-                method,
-                alias,
-                f"its log {name!r} is {describe(value)}, not a scalar; logs hold one number each",
-                whole,
+            return f"its logs have the non-string key {name!r}"
+        if not is_bearable(value, _SCALAR):
+            return (
+                f"its log {name!r} is {describe(value)}, not a scalar: each log holds one "
+                "number (reduce it, e.g. with jnp.mean)"
             )
+    return None
 
 
-def _check_grads(
-    owner: str, method: str, grads: Any, net_params: Any, whole: Any, alias: str
-) -> None:
-    expected = jax.tree.structure(net_params)
-    got = jax.tree.structure(grads)
-    if expected != got:
-        raise _fail(
-            owner,
-            method,
-            alias,
-            f"its grads do not have the structure of states.net_params "
-            f"(expected {expected}, got {got})",
-            whole,
+def _paths(tree: Any) -> list[str]:
+    return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(tree)]
+
+
+def _check_grads(grads: Any, net_params: Any) -> str | None:
+    # jaxlib ships no stubs for PyTreeDef, so mypy cannot type its comparison.
+    expected_def: Any = jax.tree.structure(net_params)
+    got_def: Any = jax.tree.structure(grads)
+    if expected_def != got_def:
+        expected, got = _paths(net_params), _paths(grads)
+        missing = [f"grads{p}" for p in expected if p not in got]
+        extra = [f"grads{p}" for p in got if p not in expected]
+        found = "; ".join(
+            f"{what} {', '.join(paths[:5])}"
+            for what, paths in (("missing", missing), ("unexpected", extra))
+            if paths
         )
-    paths = jax.tree_util.tree_leaves_with_path(net_params)
-    for (path, param), grad in zip(paths, jax.tree.leaves(grads), strict=True):
+        return (
+            f"its grads do not have the leaves of states.net_params "
+            f"({found or f'expected {expected_def}, got {got_def}'}); "
+            "return one gradient per parameter, e.g. from jax.grad w.r.t. states.net_params"
+        )
+    pairs = zip(jax.tree.leaves(net_params), jax.tree.leaves(grads), strict=True)
+    for index, (param, grad) in enumerate(pairs):
         if getattr(param, "shape", None) != getattr(grad, "shape", None) or getattr(
             param, "dtype", None
         ) != getattr(grad, "dtype", None):
-            raise _fail(
-                owner,
-                method,
-                alias,
-                f"grads{jax.tree_util.keystr(path)} is {describe(grad)} while the parameter "
-                f"is {describe(param)}",
-                whole,
+            path = _paths(net_params)[index]
+            return (
+                f"grads{path} is {describe(grad)} while "
+                f"states.net_params{path} is {describe(param)}"
             )
+    return None
+
+
+def _check_y_pred(y_pred: Any, batch_size: int) -> str | None:
+    for path, leaf in jax.tree_util.tree_leaves_with_path(y_pred):
+        shape: tuple[int, ...] = tuple(getattr(leaf, "shape", ()))
+        if not shape or shape[0] != batch_size:
+            return (
+                f"y_pred{jax.tree_util.keystr(path)} is {describe(leaf)}, without the batch "
+                f"dimension {batch_size} of x in front"
+            )
+    return None
 
 
 def check_output(
@@ -140,33 +153,31 @@ def check_output(
 ) -> None:
     """Raise `StepOutputError` unless `value` matches the step output alias `alias`.
 
-    `net_params` (for GradStep) lets the grads be compared leaf by leaf; `batch_size` (for
-    PredStep) checks that every prediction leaf keeps the batch dimension of `x`.
+    `owner` and `method` name the model class and step for the message. `net_params`
+    (for GradStep) lets the grads be compared with the parameters leaf by leaf, by path,
+    shape and dtype; `batch_size` (for PredStep) checks that every prediction leaf keeps
+    the batch dimension of `x`.
     """
+    layout = _LAYOUTS[alias]
     if alias == "InitStep":
-        _check_states(owner, method, alias, value, value)
-        return
-    size = len(_LAYOUTS[alias])
-    if not isinstance(value, tuple) or len(value) != size:
+        parts = {"states": value}
+    elif isinstance(value, tuple) and len(value) == len(layout):
+        parts = dict(zip(layout, value, strict=True))
+    else:
         what = f"a tuple of {len(value)}" if isinstance(value, tuple) else "not a tuple"
-        raise _fail(owner, method, alias, f"it returned {what}, not a tuple of {size}", value)
-    parts = dict(zip(_LAYOUTS[alias], value, strict=True))
-    _check_states(owner, method, alias, parts["states"], value)
-    if "loss" in parts:
-        _check_loss(owner, method, alias, parts["loss"], value)
-    if "logs" in parts:
-        _check_logs(owner, method, alias, parts["logs"], value)
-    if "grads" in parts and net_params is not None:
-        _check_grads(owner, method, parts["grads"], net_params, value, alias)
-    if "y_pred" in parts and batch_size is not None:
-        for path, leaf in jax.tree_util.tree_leaves_with_path(parts["y_pred"]):
-            shape = getattr(leaf, "shape", ())
-            if len(shape) == 0 or shape[0] != batch_size:
-                raise _fail(
-                    owner,
-                    method,
-                    alias,
-                    f"y_pred{jax.tree_util.keystr(path)} has shape {tuple(shape)}, "
-                    f"without the batch dimension {batch_size} of x in front",
-                    value,
-                )
+        raise _fail(
+            owner, method, alias, f"it returned {what}, not a tuple of {len(layout)}", value
+        )
+    problem: str | None = None
+    if not isinstance(parts["states"], States):
+        problem = f"its states element is {describe(parts['states'])}, not elegy.States"
+    if problem is None and "loss" in parts:
+        problem = _check_loss(parts["loss"])
+    if problem is None and "logs" in parts:
+        problem = _check_logs(parts["logs"])
+    if problem is None and "grads" in parts and net_params is not None:
+        problem = _check_grads(parts["grads"], net_params)
+    if problem is None and "y_pred" in parts and batch_size is not None:
+        problem = _check_y_pred(parts["y_pred"], batch_size)
+    if problem is not None:
+        raise _fail(owner, method, alias, problem, value)

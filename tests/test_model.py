@@ -192,7 +192,7 @@ def test_stateful_module_batchnorm():
 
         def __init__(self, key):
             self.linear = eqx.nn.Linear(64, 10, key=key)
-            self.norm = eqx.nn.BatchNorm(10, axis_name="batch", mode="batch")
+            self.norm = eqx.nn.BatchNorm(10, axis_name="batch", mode="ema")
 
         def __call__(self, x, state):
             x, state = self.norm(self.linear(x), state)

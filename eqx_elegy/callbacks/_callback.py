@@ -21,6 +21,10 @@ class Callback:
 
     model: Model
     params: dict[str, Any]
+    # During fit the model's states are brought up to date before each batch hook of a
+    # callback that may read them. A callback whose batch hooks never read
+    # `self.model.states` sets this to False and spares the loop that work per step.
+    reads_states_per_batch: bool = True
 
     def __init__(self) -> None:
         self.params = {}
@@ -78,6 +82,13 @@ class CallbackList(Callback):
     def wants(self, hook: str) -> bool:
         """Whether any callback overrides `hook`."""
         return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks)
+
+    def reads_states(self, hook: str) -> bool:
+        """Whether a callback overriding `hook` may read the model's states there."""
+        return any(
+            getattr(type(cb), hook) is not getattr(Callback, hook) and cb.reads_states_per_batch
+            for cb in self.callbacks
+        )
 
 
 def _fan_out(methods: list[Any]) -> Any:

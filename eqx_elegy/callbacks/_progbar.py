@@ -24,6 +24,8 @@ class ProgbarLogger(Callback):
     """verbose=1: a rich progress bar per epoch with steps/s, ETA and the latest logs
     (plain lines when the output is not a terminal); verbose=2: one line per epoch."""
 
+    reads_states_per_batch = False
+
     def __init__(self, refresh_per_second: float = 4.0, console: Console | None = None):
         super().__init__()
         self.interval = 1.0 / refresh_per_second

@@ -107,9 +107,12 @@ class ArrayAdapter(DataAdapter):
         return _take(data, order)
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        data = self._epoch_data(epoch)
+        # Slicing flat leaves and rebuilding with the treedef avoids a Python tree_map
+        # per batch (it would cost a noticeable part of a small model's step).
+        leaves, treedef = jax.tree.flatten(self._epoch_data(epoch))
+        b = self.batch_size
         for i in range(self.num_batches()):
-            yield _take(data, slice(i * self.batch_size, (i + 1) * self.batch_size))
+            yield jax.tree.unflatten(treedef, [leaf[i * b : (i + 1) * b] for leaf in leaves])
 
     def chunks(self, epoch: int, steps_per_execution: int) -> Iterator[Chunk]:
         if steps_per_execution == 1:
