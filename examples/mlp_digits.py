@@ -1,8 +1,9 @@
 """The high-level API: an equinox MLP classifying scikit-learn's 8x8 digits.
 
 No subclassing: the model is `elegy.Model` with an `eqx.nn.MLP` as `module`, a loss, a
-metric and an optax optimizer. `fit` holds out 20% of the training data for validation,
-`evaluate` scores the test set and `predict` returns the logits.
+metric and an optax optimizer. `summary` prints its layers, `fit` holds out 20% of the
+training data for validation, `evaluate` scores the test set and `predict` returns the
+logits.
 
     python examples/mlp_digits.py [--quick]
 """
@@ -36,6 +37,7 @@ def main() -> None:
         metrics=elegy.metrics.Accuracy(),
         optimizer=optax.adam(1e-3),
     )
+    model.summary(x_train[:1])  # layers, output shapes and parameter counts
     history = model.fit(
         x_train,
         y_train,
