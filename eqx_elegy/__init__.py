@@ -8,6 +8,12 @@ from . import callbacks as callbacks
 from . import data as data
 from . import losses as losses
 from . import metrics as metrics
+from . import regularizers as regularizers
+from ._distributed import FSDP as FSDP
+from ._distributed import DataParallel as DataParallel
+from ._distributed import gather_to_host as gather_to_host
+from ._distributed import initialize_distributed as initialize_distributed
+from ._distributed import is_main_process as is_main_process
 from ._jit import JitSteps as JitSteps
 from ._loop import LazyLogs as LazyLogs
 from ._model import Model as Model

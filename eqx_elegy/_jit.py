@@ -79,6 +79,14 @@ def build_jit_steps(model: Model) -> JitSteps:
     closing over the model's configuration (not its states)."""
     static = _stripped(model)
     seed = model.seed
+    strategy = model.strategy
+
+    def laid_out(out: Any, states: States) -> tuple[Any, States]:
+        # A distribution strategy pins each step's outputs to its layout, so the states a
+        # step returns are placed as those it got: no recompiles, donation still applies.
+        if strategy is None:
+            return out, states
+        return strategy.constrain_outputs(out), strategy.constrain_states(states)
 
     def train(states: States, batch: Any, class_weight: Any, epoch: Any, step: Any) -> Any:
         x, y, sample_weight = batch
@@ -94,7 +102,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=True,
             rng=irng,
         )
-        return _as_logs(logs), new.update(rng=states.rng)
+        return laid_out(_as_logs(logs), new.update(rng=states.rng))
 
     def test(states: States, batch: Any, class_weight: Any, step: Any) -> Any:
         x, y, sample_weight = batch
@@ -110,7 +118,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=False,
             rng=irng,
         )
-        return _as_logs(logs), new.update(rng=states.rng)
+        return laid_out(_as_logs(logs), new.update(rng=states.rng))
 
     def pred(states: States, x: Any, step: Any) -> Any:
         srng, irng = _step_rngs(states.rng, seed, _PRED, 0, step)
@@ -122,7 +130,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=False,
             rng=irng,
         )
-        return y_pred, new.update(rng=states.rng)
+        return laid_out(y_pred, new.update(rng=states.rng))
 
     def init(states: States, batch: Any, class_weight: Any) -> States:
         x, y, sample_weight = batch
@@ -139,7 +147,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=True,
             rng=irng,
         )
-        return new.update(rng=rng)
+        return laid_out(None, new.update(rng=rng))[1]
 
     return JitSteps(init=init, train=train, test=test, pred=pred)
 
@@ -324,6 +332,10 @@ def compiled(model: Model, layout: Layout) -> Compiled:
 def initialize(model: Model, batch: Any, class_weight: Any) -> States:
     """Run the model's init step on `batch` and store the result on the model."""
     steps = jit_steps(model)
-    states = steps.jit(steps.init)(model.states, batch, class_weight)
+    states = model.states
+    if model.strategy is not None:
+        states = model.strategy.put_states(states)
+        batch = model.strategy.put_batch(batch, False)
+    states = steps.jit(steps.init)(states, batch, class_weight)
     model._set_states(states, initialized=True)
     return states

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import numpy as np
 from ._jit import compiled, flatten_states, initialize, unflatten_states_on_host
 from ._states import States
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
-from .data import ArrayAdapter, Chunk, DataAdapter, prefetch
+from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, is_source, prefetch
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -101,40 +102,25 @@ def _check_labels(y: Any) -> None:
             )
 
 
+def _check_source_labels(model: Model, data: DataAdapter, method: str) -> None:
+    """The default steps need labels; a source whose batches have none fails here rather
+    than inside the traced loss."""
+    custom = model._overridden() & {"train_step", "grad_step", "test_step"}
+    if not custom and data.first_batch()[1] is None:
+        raise ValueError(
+            f"{method} needs labels, but the data source yields batches without y: yield "
+            "(x, y) or (x, y, sample_weight), or override test_step."
+        )
+
+
 def _unpack(data: Any, argument: str) -> tuple[Any, Any, Any]:
     if isinstance(data, tuple) and len(data) in (2, 3):
         x, y, *rest = data
         return x, y, rest[0] if rest else None
+    got = f"a tuple of {len(data)}" if isinstance(data, tuple) else type(data).__name__
     raise TypeError(
-        f"{argument} must be a tuple (x, y) or (x, y, sample_weight), got {type(data).__name__}."
-    )
-
-
-def make_adapter(
-    x: Any,
-    y: Any = None,
-    sample_weight: Any = None,
-    *,
-    batch_size: int | None,
-    shuffle: bool = False,
-    seed: int = 0,
-    drop_remaining: bool = False,
-    x_name: str = "x",
-    y_name: str = "y",
-) -> DataAdapter:
-    """The data adapter for the user's input (validated here, before any compilation)."""
-    if isinstance(x, DataAdapter):
-        return x
-    return ArrayAdapter(
-        x,
-        y,
-        sample_weight,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        drop_remaining=drop_remaining,
-        x_name=x_name,
-        y_name=y_name,
+        f"{argument} must be a tuple (x, y) or (x, y, sample_weight) of arrays, or a data "
+        f"source (a generator, iterable or Sequence of batches); got {got}."
     )
 
 
@@ -189,7 +175,7 @@ def _fresh_metrics(model: Model, states: States) -> States:
         return states
     # Copied leaf by leaf: an init that reuses one zero array for several entries would
     # otherwise donate the same buffer twice.
-    return states.update(metrics_states=_owned(model._losses_and_metrics().init()))
+    return _placed(model, states.update(metrics_states=_owned(model._losses_and_metrics().init())))
 
 
 def _owned(states: Any) -> Any:
@@ -203,12 +189,15 @@ def _placed(model: Model, states: States) -> States:
     return states if model.strategy is None else model.strategy.put_states(states)
 
 
-def _feed(model: Model, chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
-    """The chunks a loop runs: at most `steps` steps, placed by the model's distribution
-    strategy (if any) and fetched ahead of use."""
+def _feed(
+    model: Model, data: DataAdapter, epoch: int, spe: int, steps: int | None
+) -> Iterator[Chunk]:
+    """The chunks a loop runs: at most `steps` steps of `epoch`, placed by the model's
+    distribution strategy (if any) and fetched ahead of use as `data` asks."""
     strategy = model.strategy
     put = None if strategy is None else strategy.put_batch
-    return prefetch(_limited(chunks, steps), put=put)
+    chunks = _limited(data.chunks(epoch, spe), steps)
+    return prefetch(chunks, put=put, size=data.prefetch_size)
 
 
 def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
@@ -225,6 +214,15 @@ def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
         done += chunk.steps
         if steps is not None and done >= steps:
             return
+
+
+def _warn_ran_out(epoch: int, step: int, steps: int | None) -> None:
+    warnings.warn(
+        f"The training data ran out in epoch {epoch} after {step} of {steps} steps, so fit "
+        "stopped there. A generator is read once, across epochs: it must yield "
+        "steps_per_epoch batches for every epoch (steps_per_epoch * epochs in all).",
+        stacklevel=4,
+    )
 
 
 def _require_predictor(model: Model, method: str) -> None:
@@ -303,7 +301,7 @@ def _run_test(
     logs: Any = None
     stacked = False
     step = 0
-    for chunk in _feed(model, data.chunks(0, spe), steps):
+    for chunk in _feed(model, data, 0, spe, steps):
         if batch_hooks:
             for i in range(chunk.steps):
                 callbacks.on_test_batch_begin(step + i)
@@ -315,7 +313,10 @@ def _run_test(
                 callbacks.on_test_batch_end(step + i, LazyLogs(logs, i if stacked else None))
         step += chunk.steps
     if logs is None:
-        raise ValueError("The evaluation data produced no batches.")
+        raise ValueError(
+            "The evaluation data produced no batches"
+            + (" (its generator has run out)." if data.exhausted else ".")
+        )
     host = _host_logs(logs, stacked)
     callbacks.on_test_end(host)
     return host
@@ -325,7 +326,7 @@ def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: A
     """`Model.init`: initialise the states from the first batch of `x` (and `y`)."""
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
-    data = make_adapter(x, y, sample_weight, batch_size=None)
+    data = adapter_for(x, y, sample_weight)
     return initialize(model, data.first_batch(), _class_weight(class_weight))
 
 
@@ -369,33 +370,50 @@ def fit(
     if validation_split and validation_data is not None:
         raise ValueError("Pass either validation_split or validation_data, not both.")
     spe = _steps_per_execution(model, steps_per_execution)
-    if y is None and not isinstance(x, DataAdapter):
-        raise ValueError("fit needs labels: pass y (or a data source that yields (x, y) batches).")
-    train = make_adapter(
+    train = adapter_for(
         x,
         y,
         sample_weight,
         batch_size=batch_size,
+        steps=steps_per_epoch,
         shuffle=shuffle,
         seed=model.seed,
         drop_remaining=drop_remaining,
+        repeated=True,
+        steps_name="steps_per_epoch",
     )
     if isinstance(train, ArrayAdapter):
+        if train.y is None:
+            raise ValueError(
+                "fit needs labels: pass y (or a data source that yields (x, y) batches)."
+            )
         _check_labels(train.y)
+    else:
+        _check_source_labels(model, train, "fit")
     val: DataAdapter | None = None
     if validation_split:
         if not isinstance(train, ArrayAdapter):
             raise ValueError("validation_split works only with array data; pass validation_data.")
         train, val = train.split(validation_split)
-    elif validation_data is not None:
+    elif validation_data is not None and not is_source(validation_data):
         vx, vy, vsw = _unpack(validation_data, "validation_data")
-        val = make_adapter(
+        val = adapter_for(
             vx,
             vy,
             vsw,
             batch_size=validation_batch_size or batch_size,
-            x_name="validation_data x",
+            name="validation_data x",
             y_name="validation_data y",
+        )
+    elif validation_data is not None:
+        val = adapter_for(
+            validation_data,
+            batch_size=validation_batch_size,
+            steps=validation_steps,
+            repeated=True,
+            name="validation_data",
+            batch_size_name="validation_batch_size",
+            steps_name="validation_steps",
         )
     cw = _class_weight(class_weight)
     if "train_step" not in model._overridden():
@@ -426,7 +444,7 @@ def fit(
                 logs: Any = None
                 stacked = False
                 step = 0
-                for chunk in _feed(model, train.chunks(epoch, spe), steps_per_epoch):
+                for chunk in _feed(model, train, epoch, spe, steps_per_epoch):
                     if batch_hooks:
                         if sync:
                             live.push()
@@ -451,6 +469,9 @@ def fit(
                     if vars(model).get("stop_training"):
                         break
                 if logs is None:
+                    if train.exhausted:  # a generator that ran out at the end of an epoch
+                        _warn_ran_out(epoch, step, steps)
+                        break
                     raise ValueError("The training data produced no batches.")
                 epoch_logs = _host_logs(logs, stacked)
                 live.push()
@@ -460,7 +481,9 @@ def fit(
                 cbs.on_epoch_end(epoch, epoch_logs)
                 live.pull()
                 interrupt.check()
-                if model.stop_training:
+                if train.exhausted:
+                    _warn_ran_out(epoch, step, steps)
+                if model.stop_training or train.exhausted:
                     break
             live.push()
             cbs.on_train_end(epoch_logs)
@@ -485,11 +508,13 @@ def evaluate(
     _check_int("batch_size", batch_size, 1)
     _check_int("steps", steps, 1)
     spe = _steps_per_execution(model, steps_per_execution)
-    if y is None and not isinstance(x, DataAdapter):
+    data = adapter_for(x, y, sample_weight, batch_size=batch_size, steps=steps)
+    if isinstance(data, ArrayAdapter) and data.y is None:
         raise ValueError("evaluate needs labels: pass y (or a source that yields (x, y) batches).")
-    data = make_adapter(x, y, sample_weight, batch_size=batch_size)
     if isinstance(data, ArrayAdapter):
         _check_labels(data.y)
+    else:
+        _check_source_labels(model, data, "evaluate")
     cbs = CallbackList(
         [*_default_callbacks(verbose), *(callbacks or [])],
         model,
@@ -515,7 +540,7 @@ def predict(
     _check_int("steps", steps, 1)
     _require_predictor(model, "predict")
     spe = _steps_per_execution(model, steps_per_execution)
-    data = make_adapter(x, batch_size=batch_size)
+    data = adapter_for(x, batch_size=batch_size, steps=steps)
     cbs = CallbackList(
         [*_default_callbacks(verbose), *(callbacks or [])],
         model,
@@ -529,7 +554,7 @@ def predict(
     cbs.on_predict_begin()
     outputs: list[tuple[Any, bool]] = []
     step = 0
-    for chunk in _feed(model, data.chunks(0, spe), steps):
+    for chunk in _feed(model, data, 0, spe, steps):
         if batch_hooks:
             for i in range(chunk.steps):
                 cbs.on_predict_batch_begin(step + i)

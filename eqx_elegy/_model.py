@@ -27,6 +27,7 @@ from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_out
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ._distributed import DataParallel
     from ._jit import JitSteps
     from ._summary import SummaryRow
     from .callbacks import Callback, History
@@ -579,3 +580,22 @@ class Model(eqx.Module):
         from ._checkpoint import load
 
         load(self, path, weights_only=weights_only)
+
+    # ------------------------------------------------------------------ distribution
+
+    def distributed(self, strategy: DataParallel) -> Model:
+        """A copy of this model that trains, evaluates and predicts with `strategy` (e.g.
+        `eqx_elegy.DataParallel()` or `eqx_elegy.FSDP()`), its states laid out on the
+        strategy's devices. This model is left as it was."""
+        from ._distributed import DataParallel
+
+        if not isinstance(strategy, DataParallel):
+            raise TypeError(
+                "distributed(strategy) takes a distribution strategy such as "
+                f"eqx_elegy.DataParallel() or eqx_elegy.FSDP(), got {type(strategy).__name__}."
+            )
+        model = eqx.tree_at(lambda m: m.strategy, self, strategy, is_leaf=lambda x: x is None)
+        model._set_states(
+            strategy.put_states(self.states), initialized=self.__dict__.get("_initialized")
+        )
+        return model

@@ -50,7 +50,21 @@ def stack_chunks(batches: Iterator[Batch], steps_per_execution: int) -> Iterator
 
 
 class DataAdapter(abc.ABC):
-    """A source of batches for one fit/evaluate/predict call."""
+    """A source of batches for one fit/evaluate/predict call.
+
+    Two attributes tell the loop how to read it:
+
+    - `prefetch_size`: how many chunks a background thread reads ahead of the running
+      step (see `prefetch`). None picks by platform: 0 on CPU, where reading in the
+      loop's own thread is cheapest, and 2 on an accelerator, where the thread also
+      moves the batches to the device. Sources whose batches cost host work (generators,
+      loaders, `Sequence`s) default to 2 everywhere; 0 turns the thread off.
+    - `exhausted`: set once a one-pass source (a generator) has run out, so that `fit`
+      stops instead of asking it for more.
+    """
+
+    prefetch_size: int | None = None
+    exhausted: bool = False
 
     @abc.abstractmethod
     def num_batches(self) -> int | None:
