@@ -13,6 +13,7 @@ import signal
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -164,9 +165,12 @@ class _DeferredInterrupt:
 # ---------------------------------------------------------------------------- loops
 
 
-def _default_callbacks(verbose: int) -> list[Callback]:
+def _default_callbacks(verbose: int, callbacks: Sequence[Callback] | None) -> list[Callback]:
+    """The progress bar when `verbose`, unless the user passed their own ProgbarLogger."""
     _check_int("verbose", verbose, 0, allow_none=False)
-    return [ProgbarLogger()] if verbose else []
+    if not verbose or any(isinstance(cb, ProgbarLogger) for cb in callbacks or ()):
+        return []
+    return [ProgbarLogger()]
 
 
 def _fresh_metrics(model: Model, states: States) -> States:
@@ -189,14 +193,46 @@ def _placed(model: Model, states: States) -> States:
     return states if model.strategy is None else model.strategy.put_states(states)
 
 
+def _resume_point(model: Model, initial_epoch: int) -> tuple[int, int]:
+    """The epoch and step a fit starts at: `initial_epoch`, unless a callback
+    (BackupAndRestore) loaded a backup in on_train_begin and set `model._resume_at`."""
+    resume = vars(model).get("_resume_at")
+    if resume is None:
+        return initial_epoch, 0
+    object.__delattr__(model, "_resume_at")
+    return resume
+
+
+def _skipped(chunks: Iterator[Chunk], steps: int) -> Iterator[Chunk]:
+    """The chunks after the first `steps` steps (an epoch resumed mid-way), splitting a
+    stacked chunk that straddles that point."""
+    for chunk in chunks:
+        if steps >= chunk.steps:
+            steps -= chunk.steps
+            continue
+        if steps:
+            for i in range(steps, chunk.steps):
+                yield Chunk(jax.tree.map(lambda a, i=i: a[i], chunk.batch), 1, False)
+            steps = 0
+            continue
+        yield chunk
+
+
 def _feed(
-    model: Model, data: DataAdapter, epoch: int, spe: int, steps: int | None
+    model: Model,
+    data: DataAdapter,
+    epoch: int,
+    spe: int,
+    steps: int | None,
+    skip: int = 0,
 ) -> Iterator[Chunk]:
-    """The chunks a loop runs: at most `steps` steps of `epoch`, placed by the model's
-    distribution strategy (if any) and fetched ahead of use as `data` asks."""
+    """The chunks a loop runs: at most `steps` steps of `epoch` after the first `skip`
+    (an epoch resumed mid-way), placed by the model's distribution strategy (if any) and
+    fetched ahead of use as `data` asks."""
     strategy = model.strategy
     put = None if strategy is None else strategy.put_batch
-    chunks = _limited(data.chunks(epoch, spe), steps)
+    chunks = data.chunks(epoch, spe)
+    chunks = _limited(_skipped(chunks, skip) if skip else chunks, steps)
     return prefetch(chunks, put=put, size=data.prefetch_size)
 
 
@@ -298,6 +334,7 @@ def _run_test(
     fns = compiled(model, layout)
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
+    tick = callbacks.throttled("on_test_batch_end")
     logs: Any = None
     stacked = False
     step = 0
@@ -312,11 +349,15 @@ def _run_test(
             for i in range(chunk.steps):
                 callbacks.on_test_batch_end(step + i, LazyLogs(logs, i if stacked else None))
         step += chunk.steps
+        if tick is not None and perf_counter() >= tick.next:
+            tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
     if logs is None:
         raise ValueError(
             "The evaluation data produced no batches"
             + (" (its generator has run out)." if data.exhausted else ".")
         )
+    if tick is not None:
+        tick(step - 1, LazyLogs(logs, -1 if stacked else None))
     host = _host_logs(logs, stacked)
     callbacks.on_test_end(host)
     return host
@@ -420,9 +461,10 @@ def fit(
         model._optimizer_or_raise()
 
     history = History()
+    object.__setattr__(model, "history", history)
     steps = steps_per_epoch or train.num_batches()
     cbs = CallbackList(
-        [history, *_default_callbacks(verbose), *(callbacks or [])],
+        [history, *_default_callbacks(verbose, callbacks), *(callbacks or [])],
         model,
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
@@ -430,22 +472,28 @@ def fit(
         initialize(model, train.first_batch(), cw)
     live = _Live(model, _placed(model, _owned(model.states)))
     model.stop_training = False
-    batch_hooks = cbs.wants("on_train_batch_begin") or cbs.wants("on_train_batch_end")
+    begin_hooks = cbs.wants("on_train_batch_begin")
+    batch_hooks = begin_hooks or cbs.wants("on_train_batch_end")
+    tick = cbs.throttled("on_train_batch_end")  # e.g. the progress bar: a clock read per step
     sync = cbs.reads_states("on_train_batch_begin") or cbs.reads_states("on_train_batch_end")
     epoch_logs: dict[str, float] = {}
     try:
         with _DeferredInterrupt() as interrupt:
             cbs.on_train_begin()
             live.pull()
-            for epoch in range(initial_epoch, epochs):
-                live.set(_fresh_metrics(model, live.states))
+            first_epoch, first_step = _resume_point(model, initial_epoch)
+            for epoch in range(first_epoch, epochs):
+                # An epoch resumed mid-way keeps the metrics it had accumulated.
+                step = first_step if epoch == first_epoch else 0
+                if not step:
+                    live.set(_fresh_metrics(model, live.states))
                 cbs.on_epoch_begin(epoch)
                 live.pull()
                 logs: Any = None
                 stacked = False
-                step = 0
-                for chunk in _feed(model, train, epoch, spe, steps_per_epoch):
-                    if batch_hooks:
+                left = None if steps_per_epoch is None else steps_per_epoch - step
+                for chunk in _feed(model, train, epoch, spe, left, skip=step):
+                    if begin_hooks:
                         if sync:
                             live.push()
                         for i in range(chunk.steps):
@@ -464,6 +512,8 @@ def fit(
                         if sync:
                             live.pull()
                     step += chunk.steps
+                    if tick is not None and perf_counter() >= tick.next:
+                        tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
                     interrupt.check()
                     # vars(): equinox's attribute lookup is slow enough to show per step.
                     if vars(model).get("stop_training"):
@@ -473,6 +523,8 @@ def fit(
                         _warn_ran_out(epoch, step, steps)
                         break
                     raise ValueError("The training data produced no batches.")
+                if tick is not None:
+                    tick(step - 1, LazyLogs(logs, -1 if stacked else None))
                 epoch_logs = _host_logs(logs, stacked)
                 live.push()
                 if val is not None and (epoch + 1) % validation_freq == 0:
@@ -516,7 +568,7 @@ def evaluate(
     else:
         _check_source_labels(model, data, "evaluate")
     cbs = CallbackList(
-        [*_default_callbacks(verbose), *(callbacks or [])],
+        [*_default_callbacks(verbose, callbacks), *(callbacks or [])],
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
@@ -542,7 +594,7 @@ def predict(
     spe = _steps_per_execution(model, steps_per_execution)
     data = adapter_for(x, batch_size=batch_size, steps=steps)
     cbs = CallbackList(
-        [*_default_callbacks(verbose), *(callbacks or [])],
+        [*_default_callbacks(verbose, callbacks), *(callbacks or [])],
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
@@ -551,6 +603,7 @@ def predict(
     leaves, layout = flatten_states(_placed(model, model.states), pack=model.strategy is None)
     fns = compiled(model, layout)
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
+    tick = cbs.throttled("on_predict_batch_end")
     cbs.on_predict_begin()
     outputs: list[tuple[Any, bool]] = []
     step = 0
@@ -565,8 +618,12 @@ def predict(
             for i in range(chunk.steps):
                 cbs.on_predict_batch_end(step + i, {"outputs": y_pred})
         step += chunk.steps
+        if tick is not None and perf_counter() >= tick.next:
+            tick(step - 1, {"outputs": y_pred})
     if not outputs:
         raise ValueError("The prediction data produced no batches.")
+    if tick is not None:
+        tick(step - 1, {"outputs": outputs[-1][0]})
     host = jax.device_get([y for y, _ in outputs])
     flat = [
         jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), y) if stacked else y

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
 
 import equinox as eqx
 import jax
@@ -88,6 +88,9 @@ class Model(eqx.Module):
     states: States = eqx.field(default=None, kw_only=True)
 
     stop_training = False
+    # Set by `fit` (Keras' convention): the History of the latest fit, also when it was
+    # interrupted.
+    history: ClassVar[History | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

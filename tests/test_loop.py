@@ -103,3 +103,18 @@ def test_old_states_stay_valid_after_fit():
     old = model.states
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(np.asarray(old.net_params.layers[0].weight)).all()
+
+
+def test_model_history_survives_an_interrupt():
+    x, y = digits(128)
+
+    class Interrupt(elegy.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    model = mlp_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=32, epochs=5, verbose=0, callbacks=[Interrupt()])
+    # History runs before user callbacks, so epoch 1 was recorded before the interrupt.
+    assert model.history is not None and model.history.epoch == [0, 1]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -22,9 +23,17 @@ class Callback:
     model: Model
     params: dict[str, Any]
     # During fit the model's states are brought up to date before each batch hook of a
-    # callback that may read them. A callback whose batch hooks never read
-    # `self.model.states` sets this to False and spares the loop that work per step.
+    # callback that may read them (rebuilding the `States` pytree, which costs about as
+    # much as a small model's step). A callback whose batch hooks never read
+    # `self.model.states` (they count steps or read the logs) sets this to False and
+    # spares the loop that work per step.
     reads_states_per_batch: bool = True
+    # Seconds between two calls of this callback's batch-end hooks; 0 calls them after
+    # every step. A display that redraws a few times a second sets its refresh interval:
+    # the loop then calls it at most that often (with the latest step's index and logs)
+    # and at each epoch's or evaluation's last step, so that it costs nothing per step.
+    # Such hooks should not read `self.model.states` (they are as of the last epoch).
+    batch_end_interval: float = 0.0
 
     def __init__(self) -> None:
         self.params = {}
@@ -71,27 +80,69 @@ class CallbackList(Callback):
             callback.set_params(params)
         self.set_model(model)
         self.set_params(params)
+        self._throttled: dict[str, Throttled] = {}
         for hook in _HOOKS:
-            active = [
-                getattr(cb, hook)
-                for cb in self.callbacks
-                if getattr(type(cb), hook) is not getattr(Callback, hook)
-            ]
-            object.__setattr__(self, hook, _fan_out(active))
+            every = [cb for cb in self.callbacks if _every_step(cb, hook)]
+            object.__setattr__(self, hook, _fan_out([getattr(cb, hook) for cb in every]))
+            sparse = [cb for cb in self.callbacks if _overrides(cb, hook) and cb not in every]
+            if sparse:
+                interval = min(cb.batch_end_interval for cb in sparse)
+                self._throttled[hook] = Throttled([getattr(cb, hook) for cb in sparse], interval)
 
     def wants(self, hook: str) -> bool:
-        """Whether any callback overrides `hook`."""
-        return any(getattr(type(cb), hook) is not getattr(Callback, hook) for cb in self.callbacks)
+        """Whether a callback overrides `hook` and wants it called at every step."""
+        return any(_every_step(cb, hook) for cb in self.callbacks)
 
     def reads_states(self, hook: str) -> bool:
         """Whether a callback overriding `hook` may read the model's states there."""
-        return any(
-            getattr(type(cb), hook) is not getattr(Callback, hook) and cb.reads_states_per_batch
-            for cb in self.callbacks
-        )
+        return any(_every_step(cb, hook) and cb.reads_states_per_batch for cb in self.callbacks)
+
+    def throttled(self, hook: str) -> Throttled | None:
+        """The batch-end `hook` of the callbacks that want it only every
+        `batch_end_interval` seconds (see `Throttled`), or None if there are none."""
+        return self._throttled.get(hook)
+
+
+class Throttled:
+    """A batch-end hook for callbacks that want it at most every `interval` seconds.
+
+    The loop checks `time.perf_counter() >= throttled.next` after each compiled call (one
+    clock read: nothing else happens per step) and calls it when due, and once more after
+    the last step of an epoch or evaluation, so the final count is exact."""
+
+    __slots__ = ("_methods", "_interval", "next")
+
+    def __init__(self, methods: list[Callable[..., Any]], interval: float):
+        self._methods = methods
+        self._interval = interval
+        self.next = 0.0
+
+    def __call__(self, batch: int, logs: Logs | None = None) -> None:
+        for method in self._methods:
+            method(batch, logs)
+        self.next = time.perf_counter() + self._interval
+
+
+def _overrides(callback: Callback, hook: str) -> bool:
+    """Whether `callback` does something on `hook`: its class overrides the method, or the
+    instance carries its own function for it (as `LambdaCallback` does)."""
+    return hook in vars(callback) or getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+def _every_step(callback: Callback, hook: str) -> bool:
+    """Whether `callback` overrides `hook` and wants it at every step (it is not a
+    batch-end hook that the callback asked to be throttled)."""
+    if not _overrides(callback, hook):
+        return False
+    return not (hook.endswith("_batch_end") and callback.batch_end_interval > 0)
 
 
 def _fan_out(methods: list[Any]) -> Any:
+    """One callable for a hook: the only callback's method itself when there is one (batch
+    hooks run every step, so the extra call layer would be paid each time)."""
+    if len(methods) == 1:
+        return methods[0]
+
     def call(*args: Any, **kwargs: Any) -> None:
         for method in methods:
             method(*args, **kwargs)
