@@ -424,9 +424,12 @@ def fit(
         steps_name="steps_per_epoch",
     )
     if isinstance(train, ArrayAdapter):
-        if train.y is None:
+        # Like Keras, fit(x) alone is fine when the user's own steps need no labels.
+        custom = model._overridden() & {"train_step", "grad_step", "test_step"}
+        if train.y is None and not custom:
             raise ValueError(
-                "fit needs labels: pass y (or a data source that yields (x, y) batches)."
+                "fit needs labels: pass y (or a data source that yields (x, y) batches), "
+                "or override test_step/train_step to train without them."
             )
         _check_labels(train.y)
     else:

@@ -236,6 +236,7 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
+        rng: Any = None,
     ) -> TestStep:
         lm = self._losses_and_metrics()
         if not lm.has_loss:
@@ -245,7 +246,7 @@ class Model(eqx.Module):
                 "test_step."
             )
         y_pred, states = self._run(
-            "pred_step", x=x, states=states, initializing=initializing, training=training
+            "pred_step", x=x, states=states, initializing=initializing, training=training, rng=rng
         )
         metrics_states = states.metrics_states
         if metrics_states is None:
@@ -274,8 +275,10 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
+        rng: Any = None,
     ) -> GradStep:
         available = dict(
+            rng=rng,
             x=x,
             y_true=y_true,
             sample_weight=sample_weight,
@@ -312,10 +315,12 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
+        rng: Any = None,
     ) -> TrainStep:
         optimizer = self._optimizer_or_raise()
         _, logs, states, grads = self._run(
             "grad_step",
+            rng=rng,
             x=x,
             y_true=y_true,
             sample_weight=sample_weight,
@@ -342,9 +347,16 @@ class Model(eqx.Module):
         return self._call_default("init_step", args, kwargs)
 
     def _default_init_step(
-        self, x: Any, y_true: Any, sample_weight: Any, class_weight: Any, states: States
+        self,
+        x: Any,
+        y_true: Any,
+        sample_weight: Any,
+        class_weight: Any,
+        states: States,
+        rng: Any = None,
     ) -> InitStep:
         available = dict(
+            rng=rng,
             x=x,
             y_true=y_true,
             sample_weight=sample_weight,

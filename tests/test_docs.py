@@ -26,16 +26,7 @@ SKIP_MARKER = "<!-- no-test -->"
 _FENCE = re.compile(r"^```(\w*)\s*$")
 
 # Pages that fail for a known reason outside the page's own code; each entry says why.
-KNOWN_FAILURES = {
-    "docs/states.md": (
-        "the default train_step/grad_step/test_step do not pass the injected `rng` on to "
-        "an overridden test_step (core bug reported to the lead; remove this mark with the fix)"
-    ),
-    "docs/distributed.md": (
-        "its first block uses names it never defines (`net`, `x`, `y`): make it runnable or "
-        "mark it `<!-- no-test -->` (the page belongs to the distributed helper)"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 # Executes the blocks; compiled with the markdown file's name and line offsets so that a
 # failure reads `File "docs/x.md", line 42`.

@@ -28,12 +28,7 @@ _METRIC = re.compile(r"^[^:]+: (?P<value>[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # Examples that fail for a known reason outside them; each entry says why.
-KNOWN_FAILURES = {
-    "vae.py": (
-        "the default train_step/grad_step/test_step do not pass the injected `rng` on to "
-        "an overridden test_step (core bug reported to the lead; remove this mark with the fix)"
-    ),
-}
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _params(scripts: list[Path]) -> list[object]:

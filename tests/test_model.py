@@ -300,3 +300,16 @@ def test_plain_callable_loss():
     history = model.fit(x, y, batch_size=16, epochs=20, verbose=0)
     assert history.history["loss"][-1] < 0.01
     assert "mse_loss" in history.history
+
+
+def test_fit_without_labels_when_steps_need_none():
+    class Centroid(elegy.Model):
+        def test_step(self, x, states, initializing) -> elegy.TestStep:
+            c = jnp.zeros(x.shape[-1]) if initializing else states.net_params
+            loss = jnp.mean(jnp.sum((x - c) ** 2, axis=-1))
+            return loss, {"loss": loss}, states.update(net_params=c)
+
+    x, _ = digits(128)
+    model = Centroid(optimizer=optax.sgd(0.2))
+    model.fit(x, batch_size=128, epochs=60, verbose=0)
+    np.testing.assert_allclose(model.states.net_params, x.mean(0), atol=1e-3)
