@@ -9,8 +9,10 @@ model's whole step, while a list of arrays crosses into the compiled call in C++
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -54,6 +56,7 @@ def _stripped(model: Model) -> Model:
     stripped = copy.copy(model)
     vars(stripped).pop("_jit_steps", None)
     vars(stripped).pop("_compiled", None)
+    vars(stripped).pop("_flat_states", None)
     object.__setattr__(stripped, "states", None)
     if model.module is not None:
         object.__setattr__(
@@ -72,6 +75,35 @@ def _step_rngs(rng: Any, seed: int, kind: int, epoch: Any, step: Any) -> tuple[R
 
 def _as_logs(logs: Mapping[str, Any]) -> dict[str, jax.Array]:
     return {name: jnp.asarray(value) for name, value in logs.items()}
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["values", "rest"], meta_fields=["names"]
+)
+@dataclasses.dataclass(frozen=True)
+class PackedLogs:
+    """A step's logs as they leave the compiled call: the floating-point scalars stacked
+    into `values` (one output buffer, in the order of `names`, instead of one per log:
+    each output costs the call a few microseconds), the other logs in `rest`. Under
+    `lax.scan` every leaf gains a leading steps axis."""
+
+    names: tuple[str, ...]
+    values: Any
+    rest: dict[str, Any]
+
+
+def pack_logs(logs: Mapping[str, Any]) -> PackedLogs:
+    """Pack the logs a step returned (inside the compiled call)."""
+    logs = {name: jnp.asarray(value) for name, value in logs.items()}
+    names = tuple(
+        sorted(k for k, v in logs.items() if v.shape == () and jnp.issubdtype(v.dtype, jnp.inexact))
+    )
+    rest = {k: v for k, v in logs.items() if k not in names}
+    if not names:
+        return PackedLogs((), None, rest)
+    with jax.numpy_dtype_promotion("standard"):
+        dtype = jnp.result_type(*(logs[k] for k in names))
+    return PackedLogs(names, jnp.stack([logs[k].astype(dtype) for k in names]), rest)
 
 
 def build_jit_steps(model: Model) -> JitSteps:
@@ -162,35 +194,55 @@ def jit_steps(model: Model) -> JitSteps:
 
 
 class Compiled(NamedTuple):
-    """The compiled steps for one structure of the states, taking and returning the
-    states as a flat list of arrays. `*_chunk` run a stacked chunk of batches."""
+    """The compiled training steps for one structure of the states, taking and returning
+    the states as a flat list of arrays (donated). `train_chunk` runs a stacked chunk of
+    batches. The first step of an epoch resets the metrics."""
 
     train: Callable[..., tuple[Any, list[Any]]]
     train_chunk: Callable[..., tuple[Any, list[Any]]]
-    test: Callable[..., tuple[Any, list[Any]]]
-    test_chunk: Callable[..., tuple[Any, list[Any]]]
-    pred: Callable[..., tuple[Any, list[Any]]]
-    pred_chunk: Callable[..., tuple[Any, list[Any]]]
 
 
-# Leaves up to this many elements are packed into one buffer per dtype (see `Layout`).
+# What an evaluation step carries to the next: the `[epoch, step]` counter, kept on the
+# device, and the leaves of the states the step changes, packed as `flatten_states` does.
+Carry = list[Any]
+
+
+class Evaluation(NamedTuple):
+    """The compiled test or pred steps for one structure of the states.
+
+    `step(buffers, carry, batch, *fixed) -> (outputs, carry)` takes the states' buffers,
+    which it leaves as they are, and a `Carry` holding the few leaves the step changes
+    (for the default test step, the metrics), which it donates and returns. So an
+    evaluation step copies only what it changes, not the parameters and optimizer state,
+    and takes no argument from the host but the batch. `start(buffers)` gives the first
+    carry, with the metrics reset for a test; `chunk` runs a stacked chunk of batches.
+    """
+
+    start: Callable[[list[Any]], Carry]
+    step: Callable[..., tuple[Any, Carry]]
+    chunk: Callable[..., tuple[Any, Carry]]
+
+
+# Leaves up to this many elements are packed into shared buffers (see `Layout`).
 PACK_LIMIT = 16384
 
 
 class Layout(NamedTuple):
     """How the flat buffers a compiled step takes map back to `States`.
 
-    Every call of a compiled function pays per argument and per result, and a small
-    model's states are dozens of scalars and small arrays (metric counters, biases,
-    optimizer counts). So leaves of up to `PACK_LIMIT` elements travel packed into one
-    buffer per dtype; larger leaves travel as themselves. Typed PRNG keys travel as their
-    raw key data. `slots[i]` is `(buffer, offset, shape)` for leaf `i`, offset -1 meaning
-    the buffer is the leaf itself; `buffers` gives each packed buffer's dtype.
+    Every call of a compiled function pays per argument and per result (a few
+    microseconds each on CPU), and a small model's states are dozens of scalars and small
+    arrays (metric counters, biases, optimizer counts). So leaves of up to `PACK_LIMIT`
+    elements travel packed, bit for bit, into one unsigned-integer buffer per bit width
+    (float32, int32 and PRNG key data share one uint32 buffer); larger leaves travel as
+    themselves. Typed PRNG keys travel as their raw key data. `slots[i]` is
+    `(buffer, offset, shape, dtype)` for leaf `i`, offset -1 meaning the buffer is the
+    leaf itself; `buffers` gives each packed buffer's dtype.
     """
 
     treedef: Any
     keys: tuple[tuple[int, Any], ...]
-    slots: tuple[tuple[int, int, tuple[int, ...]], ...]
+    slots: tuple[tuple[int, int, tuple[int, ...], Any], ...]
     buffers: tuple[Any, ...]
     packed: bool
 
@@ -199,42 +251,91 @@ def _is_key(leaf: Any) -> bool:
     return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
 
 
-def flatten_states(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
-    """The states as a short list of arrays, and the layout to rebuild them. Works on
-    concrete arrays and, inside a compiled step, on tracers."""
+def _carrier(dtype: Any) -> Any:
+    """The dtype a packed leaf of `dtype` travels as: the unsigned integer of its width
+    for numbers (a free bitcast), else its own."""
+    if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating):
+        return jnp.dtype(f"uint{8 * jnp.dtype(dtype).itemsize}")
+    return jnp.dtype(dtype)
+
+
+def _raw_leaves(states: Any) -> tuple[list[Any], Any, tuple[tuple[int, Any], ...]]:
+    """The leaves of `states` with typed PRNG keys replaced by their key data."""
     leaves, treedef = jax.tree.flatten(states)
     keys = tuple((i, jax.random.key_impl(leaf)) for i, leaf in enumerate(leaves) if _is_key(leaf))
     for i, _ in keys:
         leaves[i] = jax.random.key_data(leaves[i])
-    buffers: list[Any] = []
-    slots: list[tuple[int, int, tuple[int, ...]]] = []
+    return leaves, treedef, keys
+
+
+def _layout(leaves: list[Any], treedef: Any, keys: Any, pack: bool) -> Layout:
+    slots: list[Any] = []
+    unpacked = 0
     groups: dict[Any, list[int]] = {}
     for i, leaf in enumerate(leaves):
-        shape = tuple(getattr(leaf, "shape", ()))
-        if pack and hasattr(leaf, "dtype") and math.prod(shape) <= PACK_LIMIT:
-            groups.setdefault(jnp.dtype(leaf.dtype), []).append(i)
-            slots.append((-1, 0, shape))  # filled in below
+        shape, dtype = tuple(getattr(leaf, "shape", ())), getattr(leaf, "dtype", None)
+        if pack and dtype is not None and math.prod(shape) <= PACK_LIMIT:
+            groups.setdefault(_carrier(dtype), []).append(i)
+            slots.append((-1, 0, shape, dtype))  # filled in below
         else:
-            slots.append((len(buffers), -1, shape))
-            buffers.append(leaf)
-    dtypes: list[Any] = [None] * len(buffers)
-    for dtype, indices in groups.items():
+            slots.append((unpacked, -1, shape, dtype))
+            unpacked += 1
+    carriers: list[Any] = [None] * unpacked
+    for carrier, indices in groups.items():
         offset = 0
         for i in indices:
-            slots[i] = (len(buffers), offset, slots[i][2])
-            offset += math.prod(slots[i][2])
-        buffers.append(jnp.concatenate([jnp.ravel(leaves[i]) for i in indices]))
-        dtypes.append(dtype)
-    return buffers, Layout(treedef, keys, tuple(slots), tuple(dtypes), pack)
+            _, _, shape, dtype = slots[i]
+            slots[i] = (len(carriers), offset, shape, dtype)
+            offset += math.prod(shape)
+        carriers.append(carrier)
+    return Layout(treedef, keys, tuple(slots), tuple(carriers), pack)
+
+
+def _pack(layout: Layout, leaves: list[Any]) -> list[Any]:
+    buffers: list[Any] = [None] * len(layout.buffers)
+    parts: dict[int, list[Any]] = {}
+    for leaf, (index, offset, _, _) in zip(leaves, layout.slots, strict=True):
+        if offset < 0:
+            buffers[index] = leaf
+        else:
+            bits = jax.lax.bitcast_convert_type(leaf, layout.buffers[index])
+            parts.setdefault(index, []).append(jnp.ravel(bits))
+    for index, ravelled in parts.items():
+        buffers[index] = jnp.concatenate(ravelled)
+    return buffers
+
+
+def flatten_states(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
+    """The states as a short list of arrays, and the layout to rebuild them. Works on
+    concrete arrays and, inside a compiled step, on tracers."""
+    leaves, treedef, keys = _raw_leaves(states)
+    layout = _layout(leaves, treedef, keys, pack)
+    return _pack(layout, leaves), layout
+
+
+@functools.cache
+def _host_pack(layout: Layout) -> Callable[[list[Any]], list[Any]]:
+    return jax.jit(functools.partial(_pack, layout))
+
+
+def flatten_states_on_host(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
+    """`flatten_states` for concrete arrays: one compiled call instead of an eager op per
+    leaf."""
+    leaves, treedef, keys = _raw_leaves(states)
+    layout = _layout(leaves, treedef, keys, pack)
+    if not pack:
+        return leaves, layout
+    return _host_pack(layout)(leaves), layout
 
 
 def _unpack(layout: Layout, buffers: list[Any]) -> list[Any]:
     leaves = []
-    for index, offset, shape in layout.slots:
-        buffer = buffers[index]
+    for index, offset, shape, dtype in layout.slots:
+        leaf = buffers[index]
         if offset >= 0:
-            buffer = jnp.reshape(buffer[offset : offset + math.prod(shape)], shape)
-        leaves.append(buffer)
+            bits = jnp.reshape(leaf[offset : offset + math.prod(shape)], shape)
+            leaf = jax.lax.bitcast_convert_type(bits, dtype)
+        leaves.append(leaf)
     for i, impl in layout.keys:
         leaves[i] = jax.random.wrap_key_data(leaves[i], impl=impl)
     return leaves
@@ -253,80 +354,230 @@ def _host_unpack(layout: Layout) -> Callable[[list[Any]], list[Any]]:
 def unflatten_states_on_host(layout: Layout, buffers: list[Any]) -> Any:
     """`unflatten_states` for concrete buffers: one compiled call instead of an eager
     slice per leaf."""
-    if all(offset < 0 for _, offset, _ in layout.slots) and not layout.keys:
+    if not layout.packed and not layout.keys:
         return jax.tree.unflatten(layout.treedef, list(buffers))
     return jax.tree.unflatten(layout.treedef, _host_unpack(layout)(list(buffers)))
 
 
-def _flat(
-    fn: Callable[..., tuple[Any, States]], layout: Layout, owner: str, name: str
-) -> Callable[..., tuple[Any, list[Any]]]:
-    """`fn(states, data, *rest)` on the flat buffers of `layout`, checking that the step
-    returns states of the same layout. `counter` is `[epoch, step]` in one int32 array (one
-    argument crossing into the compiled call instead of two)."""
+def _checked(new: Any, layout: Layout, owner: str, name: str) -> list[Any]:
+    """The flat buffers of the states `new` a step returned, checked to have the layout
+    of the states it received."""
+    new_buffers, new_layout = flatten_states(new, pack=layout.packed)
+    if new_layout != layout:
+        raise TypeError(
+            f"{owner}.{name} changed the structure, shapes or dtypes of the states after "
+            f"initialisation: {_difference(layout, new_layout, new)}.\nCreate every entry, "
+            "with its final shape and dtype, when `initializing` is True (or in "
+            "init_step/states_step) so that each step returns states like the ones it received."
+        )
+    return new_buffers
 
-    def wrapped(buffers: list[Any], data: Any, *rest: Any) -> tuple[Any, list[Any]]:
-        *fixed, counter = rest
-        args = (*fixed, counter[0], counter[1]) if name == "train_step" else (*fixed, counter[1])
-        out, new = fn(unflatten_states(layout, buffers), data, *args)
-        new_buffers, new_layout = flatten_states(new, pack=layout.packed)
-        if new_layout != layout:
-            raise TypeError(
-                f"{owner}.{name} changed the structure, shapes or dtypes of the states after "
-                f"initialisation.\nBefore: {_describe_layout(layout)}\n"
-                f"After:  {_describe_layout(new_layout)}\nCreate every entry, with its final "
-                "shape and dtype, when `initializing` is True (or in init_step/states_step) so "
-                "that each step returns states like the ones it received."
+
+def _difference(layout: Layout, new_layout: Layout, new: Any) -> str:
+    """The first difference between two layouts, for an error message."""
+    if new_layout.treedef != layout.treedef:
+        return f"\nBefore: {layout.treedef}\nAfter:  {new_layout.treedef}"
+    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(new)]
+    paths = [re.sub(r"^\._data\['([^']*)'\]", r".\1", path) for path in paths]  # States' entries
+    for path, (*_, shape, dtype), (*_, new_shape, new_dtype) in zip(
+        paths, layout.slots, new_layout.slots, strict=True
+    ):
+        if (shape, dtype) != (new_shape, new_dtype):
+            return (
+                f"states{path} was {_aval(shape, dtype)} and became {_aval(new_shape, new_dtype)}"
             )
-        return out, new_buffers
+    return "its PRNG keys changed implementation"
+
+
+def _aval(shape: tuple[int, ...], dtype: Any) -> str:
+    return f"{jnp.dtype(dtype).name}{list(shape)}"
+
+
+def _counted(fn: Callable[..., tuple[Any, States]], name: str) -> Callable[..., tuple[Any, States]]:
+    """`fn` taking `counter`, `[epoch, step]` in one int32 array (one argument crossing
+    into the compiled call instead of two), as its last argument."""
+
+    def wrapped(states: States, data: Any, *rest: Any) -> tuple[Any, States]:
+        *fixed, counter = rest
+        if name == "train_step":
+            return fn(states, data, *fixed, counter[0], counter[1])
+        return fn(states, data, *fixed, counter[1])
 
     return wrapped
 
 
-def _describe_layout(layout: Layout) -> str:
-    shapes = [shape for _, _, shape in layout.slots]
-    return f"{layout.treedef} with leaf shapes {shapes}"
+def _training(
+    fn: Callable[..., tuple[Any, States]], layout: Layout, owner: str
+) -> tuple[Callable[..., tuple[Any, list[Any]]], Callable[..., tuple[Any, list[Any]]]]:
+    """The train step `fn` on the flat buffers of `layout`, checking that it returns
+    states of the same layout: for one batch, and for a stacked chunk of batches through
+    `lax.scan`. The chunk unpacks the states once, runs its steps on them as they are,
+    and packs them once at the end."""
+    step = _counted(fn, "train_step")
 
+    def checked(states: States, batch: Any, *rest: Any) -> tuple[Any, States, list[Any]]:
+        logs, new = step(states, batch, *rest)
+        return pack_logs(logs), new, _checked(new, layout, owner, "train_step")
 
-def _scan(one: Callable[..., tuple[Any, list[Any]]]) -> Callable[..., tuple[Any, list[Any]]]:
-    """A one-step function `(buffers, batch, *fixed, counter)` turned into one that runs
-    a stacked chunk of batches with `lax.scan`, returning per-step outputs stacked."""
+    def one(buffers: list[Any], batch: Any, *rest: Any) -> tuple[Any, list[Any]]:
+        logs, _, new_buffers = checked(unflatten_states(layout, buffers), batch, *rest)
+        return logs, new_buffers
 
     def chunk(buffers: list[Any], batches: Any, *rest: Any) -> tuple[Any, list[Any]]:
         *fixed, counter = rest
-        steps = jax.tree.leaves(batches)[0].shape[0]
 
-        def body(buffers: list[Any], inputs: tuple[Any, Any]) -> tuple[list[Any], Any]:
+        def body(states: States, inputs: tuple[Any, Any]) -> tuple[States, Any]:
             batch, i = inputs
-            out, buffers = one(buffers, batch, *fixed, counter.at[1].add(i))
-            return buffers, out
+            logs, new, _ = checked(states, batch, *fixed, counter.at[1].add(i))
+            return new, logs
 
-        indices = jnp.arange(steps, dtype=jnp.int32)
-        buffers, outs = jax.lax.scan(body, buffers, (batches, indices))
-        return outs, buffers
+        indices = jnp.arange(jax.tree.leaves(batches)[0].shape[0], dtype=jnp.int32)
+        states, logs = jax.lax.scan(body, unflatten_states(layout, buffers), (batches, indices))
+        return logs, flatten_states(states, pack=layout.packed)[0]
 
-    return chunk
+    return one, chunk
+
+
+def _metrics_reset(model: Model) -> Callable[[States], States] | None:
+    """`states -> states` with the metrics at their initial values, or None when the
+    model has no `loss`/`metrics` of its own to reset."""
+    if model.loss is None and model.metrics is None:
+        return None
+    metrics = model._losses_and_metrics()
+    return lambda states: states.update(metrics_states=metrics.init())
+
+
+def _fresh_epochs(
+    fn: Callable[..., tuple[Any, States]], reset: Callable[[States], States] | None
+) -> Callable[..., tuple[Any, States]]:
+    """The train step `fn`, resetting the metrics first when `step` is an epoch's first:
+    inside the compiled step, so an epoch's start costs no extra call or compile."""
+    if reset is None:
+        return fn
+
+    def train(states: States, batch: Any, class_weight: Any, epoch: Any, step: Any) -> Any:
+        fresh = reset(states).metrics_states
+        metrics = jax.tree.map(
+            lambda new, old: jnp.where(step == 0, new, old), fresh, states.metrics_states
+        )
+        return fn(states.update(metrics_states=metrics), batch, class_weight, epoch, step)
+
+    return train
 
 
 def compiled(model: Model, layout: Layout) -> Compiled:
-    """The compiled steps of `model` for states of the given layout, cached on the model
-    so that later fits and evaluations compile nothing."""
-    cache: dict[Any, Compiled] = vars(model).setdefault("_compiled", {})
+    """The compiled training steps of `model` for states of the given layout, cached on
+    the model so that later fits compile nothing."""
+    cache: dict[Any, Any] = vars(model).setdefault("_compiled", {})
     if layout not in cache:
         steps = jit_steps(model)
-        owner = type(model).__name__
-        train = _flat(steps.train, layout, owner, "train_step")
-        test = _flat(steps.test, layout, owner, "test_step")
-        pred = _flat(steps.pred, layout, owner, "pred_step")
+        step = _fresh_epochs(steps.train, _metrics_reset(model))
+        one, chunk = _training(step, layout, type(model).__name__)
         cache[layout] = Compiled(
-            train=steps.jit(train, donate_argnums=0),
-            train_chunk=steps.jit(_scan(train), donate_argnums=0),
-            test=steps.jit(test),
-            test_chunk=steps.jit(_scan(test)),
-            pred=steps.jit(pred),
-            pred_chunk=steps.jit(_scan(pred)),
+            train=steps.jit(one, donate_argnums=0),
+            train_chunk=steps.jit(chunk, donate_argnums=0),
         )
     return cache[layout]
+
+
+class _Carried(NamedTuple):
+    """Which leaves of the states an evaluation step changes, and the layout of the
+    `Carry` that holds them (after the counter)."""
+
+    indices: tuple[int, ...]
+    layout: Layout
+
+
+def _carried(
+    fn: Callable[..., tuple[Any, States]], layout: Layout, buffers: list[Any], args: tuple[Any, ...]
+) -> _Carried:
+    """The leaves of the states that `fn(states, *args)` changes: found by tracing it
+    once, abstractly, and checking which leaves it passes through untouched."""
+    found: list[_Carried] = []
+
+    def probe(buffers: list[Any], *args: Any) -> Any:
+        leaves = _unpack(layout, buffers)
+        out, new = fn(jax.tree.unflatten(layout.treedef, leaves), *args)
+        new_leaves, treedef = jax.tree.flatten(new)
+        if treedef != layout.treedef:  # the step's own trace raises the clear error
+            new_leaves = [None] * len(leaves)
+        indices = tuple(
+            i for i, (a, b) in enumerate(zip(leaves, new_leaves, strict=True)) if a is not b
+        )
+        counter = args[-1]
+        carried = flatten_states([counter, *(leaves[i] for i in indices)], pack=layout.packed)[1]
+        found.append(_Carried(indices, carried))
+        return out
+
+    jax.eval_shape(probe, buffers, *args)
+    return found[0]
+
+
+def evaluation(
+    model: Model, layout: Layout, name: str, buffers: list[Any], args: tuple[Any, ...]
+) -> Evaluation:
+    """The compiled `test_step` or `pred_step` of `model` for states of the given layout,
+    cached on the model. `args` are one step's arguments after the states; their shapes
+    and dtypes are used once, to find the leaves the step changes."""
+    cache: dict[Any, Any] = vars(model).setdefault("_compiled", {})
+    if (layout, name) not in cache:
+        steps = jit_steps(model)
+        fn = _counted(steps.test if name == "test_step" else steps.pred, name)
+        carried = _carried(fn, layout, buffers, args)
+        cache[layout, name] = _evaluation(model, steps.jit, fn, layout, name, carried)
+    return cache[layout, name]
+
+
+def _evaluation(
+    model: Model,
+    jit: Callable[..., Any],
+    fn: Callable[..., tuple[Any, States]],
+    layout: Layout,
+    name: str,
+    carried: _Carried,
+) -> Evaluation:
+    owner = type(model).__name__
+    reset = _metrics_reset(model) if name == "test_step" else None
+    indices = carried.indices
+
+    def carried_of(leaves: list[Any], counter: Any) -> list[Any]:
+        return flatten_states([counter, *(leaves[i] for i in indices)], pack=layout.packed)[0]
+
+    def start(buffers: list[Any]) -> Carry:
+        states = unflatten_states(layout, buffers)
+        if reset is not None:
+            states = reset(states)
+        if model.strategy is not None:  # laid out as the step will return them
+            states = model.strategy.constrain_states(states)
+        return carried_of(jax.tree.leaves(states), jnp.zeros(2, jnp.int32))
+
+    def step(buffers: list[Any], carry: Carry, data: Any, *fixed: Any) -> tuple[Any, Carry]:
+        counter, *changed = _unpack(carried.layout, carry)
+        leaves = _unpack(layout, buffers)
+        for i, leaf in zip(indices, changed, strict=True):
+            leaves[i] = leaf
+        out, new = fn(jax.tree.unflatten(layout.treedef, leaves), data, *fixed, counter)
+        _checked(new, layout, owner, name)
+        new_leaves = jax.tree.leaves(new)
+        if any(new_leaves[i] is not leaves[i] for i in set(range(len(leaves))) - set(indices)):
+            raise TypeError(
+                f"{owner}.{name} changes different entries of the states for different batch "
+                "shapes; an evaluation step must change the same entries for every batch."
+            )
+        out = pack_logs(out) if name == "test_step" else out
+        return out, carried_of(new_leaves, counter.at[1].add(1))
+
+    def chunk(buffers: list[Any], carry: Carry, batches: Any, *fixed: Any) -> tuple[Any, Carry]:
+        def body(carry: Carry, batch: Any) -> tuple[Carry, Any]:
+            out, carry = step(buffers, carry, batch, *fixed)
+            return carry, out
+
+        carry, outs = jax.lax.scan(body, carry, batches)
+        return outs, carry
+
+    return Evaluation(
+        start=jit(start), step=jit(step, donate_argnums=1), chunk=jit(chunk, donate_argnums=1)
+    )
 
 
 def initialize(model: Model, batch: Any, class_weight: Any) -> States:

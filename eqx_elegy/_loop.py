@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from ._jit import compiled, flatten_states, initialize, unflatten_states_on_host
+from ._jit import (
+    Carry,
+    Evaluation,
+    Layout,
+    PackedLogs,
+    compiled,
+    evaluation,
+    flatten_states_on_host,
+    initialize,
+    unflatten_states_on_host,
+)
 from ._states import States
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, is_source, prefetch
@@ -32,18 +42,36 @@ if TYPE_CHECKING:
 
 class LazyLogs(Mapping[str, float]):
     """Logs of one step, left on the device until a value is read; then all of them are
-    fetched at once. Callbacks that never read batch logs cause no device sync."""
+    fetched at once. Callbacks that never read batch logs cause no device sync.
 
-    def __init__(self, device_logs: Mapping[str, Any], index: int | None = None):
+    `device_logs` is a mapping of names to arrays, or the `PackedLogs` of a compiled step;
+    `index` picks one step out of logs stacked by a `steps_per_execution` chunk.
+    """
+
+    def __init__(self, device_logs: Mapping[str, Any] | PackedLogs, index: int | None = None):
         self._device = device_logs
         self._index = index
         self._host: dict[str, float] | None = None
 
+    def _names(self) -> list[str]:
+        logs = self._device
+        if isinstance(logs, PackedLogs):
+            return sorted([*logs.names, *logs.rest])
+        return list(logs)
+
     def _values(self) -> dict[str, float]:
         if self._host is None:
-            host = jax.device_get(dict(self._device))
+            logs = self._device
+            if isinstance(logs, PackedLogs):
+                values, rest = jax.device_get((logs.values, logs.rest))
+                host = dict(rest)
+                if logs.names:
+                    host.update(zip(logs.names, np.moveaxis(values, -1, 0), strict=True))
+            else:
+                host = jax.device_get(dict(logs))
             self._host = {
-                k: float(v if self._index is None else v[self._index]) for k, v in host.items()
+                k: float(host[k] if self._index is None else host[k][self._index])
+                for k in self._names()
             }
         return self._host
 
@@ -51,10 +79,10 @@ class LazyLogs(Mapping[str, float]):
         return self._values()[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._device)
+        return iter(self._names())
 
     def __len__(self) -> int:
-        return len(self._device)
+        return len(self._names())
 
     def __repr__(self) -> str:
         return f"LazyLogs({self._values()})"
@@ -173,19 +201,28 @@ def _default_callbacks(verbose: int, callbacks: Sequence[Callback] | None) -> li
     return [ProgbarLogger()]
 
 
-def _fresh_metrics(model: Model, states: States) -> States:
-    """Reset the metrics' state (each epoch and each evaluate), keeping its dtypes."""
-    if model.loss is None and model.metrics is None:
-        return states
-    # Copied leaf by leaf: an init that reuses one zero array for several entries would
-    # otherwise donate the same buffer twice.
-    return _placed(model, states.update(metrics_states=_owned(model._losses_and_metrics().init())))
-
-
 def _owned(states: Any) -> Any:
     """A copy of the states whose buffers the loop may donate, so arrays the user still
     holds (e.g. `old = model.states`) stay valid."""
     return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, states)
+
+
+def _flat_states(model: Model) -> tuple[list[Any], Layout]:
+    """`model.states` as the flat buffers the compiled steps take (placed by the model's
+    strategy), flattened once per states object: evaluate and predict must not spend a
+    small model's whole evaluation time packing the same states again."""
+    cached = vars(model).get("_flat_states")
+    if cached is not None and cached[0] is model.states and cached[1] is model.strategy:
+        return cached[2], cached[3]
+    leaves, layout = flatten_states_on_host(
+        _placed(model, model.states), pack=model.strategy is None
+    )
+    _cache_flat(model, leaves, layout)
+    return leaves, layout
+
+
+def _cache_flat(model: Model, leaves: list[Any], layout: Layout) -> None:
+    object.__setattr__(model, "_flat_states", (model.states, model.strategy, leaves, layout))
 
 
 def _placed(model: Model, states: States) -> States:
@@ -238,9 +275,13 @@ def _feed(
 
 def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
     """Chunks up to `steps` steps in all, splitting a stacked chunk that would overrun."""
+    return chunks if steps is None else _first_steps(chunks, steps)
+
+
+def _first_steps(chunks: Iterator[Chunk], steps: int) -> Iterator[Chunk]:
     done = 0
     for chunk in chunks:
-        if steps is not None and done + chunk.steps > steps:
+        if done + chunk.steps > steps:
             if not chunk.stacked:
                 return
             for i in range(steps - done):
@@ -248,7 +289,7 @@ def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
             return
         yield chunk
         done += chunk.steps
-        if steps is not None and done >= steps:
+        if done >= steps:
             return
 
 
@@ -288,7 +329,7 @@ class _Live:
         self.set(states)
 
     def set(self, states: States) -> None:
-        self.leaves, self.layout = flatten_states(states, pack=self.model.strategy is None)
+        self.leaves, self.layout = flatten_states_on_host(states, pack=self.model.strategy is None)
         self.fns = compiled(self.model, self.layout)
         self._states: States | None = states
 
@@ -312,9 +353,18 @@ class _Live:
         ):
             return
         states = self.states
-        self.model._set_states(states)
+        # Through the class: equinox builds a bound-method object on each instance
+        # access, which costs about as much as a small model's training step.
+        type(self.model)._set_states(self.model, states)
         self._seen = states
         self.changed = False
+
+    def close(self) -> None:
+        """Store the final states on the model, with their flat buffers (no later step
+        donates them) for the evaluations that follow."""
+        self.push()
+        if self.model.states is self._seen and not self.changed:
+            _cache_flat(self.model, self.leaves, self.layout)
 
     def pull(self) -> None:
         if self.model.states is not self._seen:
@@ -322,28 +372,54 @@ class _Live:
             self.set(_placed(self.model, _owned(self.model.states)))
 
 
+class _Evaluating:
+    """A test or prediction under way: the states' buffers, which it leaves as they are,
+    and the buffers of the leaves the step changes, carried from step to step."""
+
+    def __init__(self, model: Model, buffers: list[Any], layout: Layout, name: str):
+        self.model, self.buffers, self.layout, self.name = model, buffers, layout, name
+        self.fns: Evaluation | None = None
+        self.carry: Carry = []
+
+    def __call__(self, chunk: Chunk, data: Any, *fixed: Any) -> Any:
+        """Run `chunk` (whose batch, or its inputs alone, is `data`); return the outputs."""
+        if self.fns is None:
+            args = (_abstract(data, chunk.stacked), *fixed, _counter(0, 0))
+            self.fns = evaluation(self.model, self.layout, self.name, self.buffers, args)
+            self.carry = self.fns.start(self.buffers)
+        fn = self.fns.chunk if chunk.stacked else self.fns.step
+        out, self.carry = fn(self.buffers, self.carry, data, *fixed)
+        return out
+
+
+def _abstract(data: Any, stacked: bool) -> Any:
+    """The shapes and dtypes of one step's batch, from a batch or a stacked chunk."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[stacked:], a.dtype), data)
+
+
 def _run_test(
     model: Model,
-    states: States,
+    buffers: list[Any],
+    layout: Layout,
     data: DataAdapter,
     callbacks: CallbackList,
     steps: int | None,
     spe: int,
 ) -> dict[str, float]:
-    leaves, layout = flatten_states(_fresh_metrics(model, states), pack=model.strategy is None)
-    fns = compiled(model, layout)
+    """The logs of the test step over `data`, from the states in `buffers` (left as they
+    are), with the metrics reset first."""
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
     tick = callbacks.throttled("on_test_batch_end")
     logs: Any = None
     stacked = False
     step = 0
+    run = _Evaluating(model, buffers, layout, "test_step")
     for chunk in _feed(model, data, 0, spe, steps):
         if batch_hooks:
             for i in range(chunk.steps):
                 callbacks.on_test_batch_begin(step + i)
-        fn = fns.test_chunk if chunk.stacked else fns.test
-        logs, leaves = fn(leaves, chunk.batch, None, _counter(0, step))
+        logs = run(chunk, chunk.batch, None)
         stacked = chunk.stacked
         if batch_hooks:
             for i in range(chunk.steps):
@@ -486,10 +562,9 @@ def fit(
             live.pull()
             first_epoch, first_step = _resume_point(model, initial_epoch)
             for epoch in range(first_epoch, epochs):
-                # An epoch resumed mid-way keeps the metrics it had accumulated.
+                # The step numbered 0 resets the metrics; an epoch resumed mid-way keeps
+                # those it had accumulated.
                 step = first_step if epoch == first_epoch else 0
-                if not step:
-                    live.set(_fresh_metrics(model, live.states))
                 cbs.on_epoch_begin(epoch)
                 live.pull()
                 logs: Any = None
@@ -531,7 +606,9 @@ def fit(
                 epoch_logs = _host_logs(logs, stacked)
                 live.push()
                 if val is not None and (epoch + 1) % validation_freq == 0:
-                    val_logs = _run_test(model, live.states, val, cbs, validation_steps, spe)
+                    val_logs = _run_test(
+                        model, live.leaves, live.layout, val, cbs, validation_steps, spe
+                    )
                     epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 cbs.on_epoch_end(epoch, epoch_logs)
                 live.pull()
@@ -543,7 +620,7 @@ def fit(
             live.push()
             cbs.on_train_end(epoch_logs)
     finally:
-        live.push()
+        live.close()
     return history
 
 
@@ -577,7 +654,7 @@ def evaluate(
     )
     if not model.initialized:
         initialize(model, data.first_batch(), None)
-    return _run_test(model, _placed(model, model.states), data, cbs, steps, spe)
+    return _run_test(model, *_flat_states(model), data, cbs, steps, spe)
 
 
 def predict(
@@ -603,8 +680,7 @@ def predict(
     )
     if not model.initialized:
         initialize(model, data.first_batch(), None)
-    leaves, layout = flatten_states(_placed(model, model.states), pack=model.strategy is None)
-    fns = compiled(model, layout)
+    run = _Evaluating(model, *_flat_states(model), "pred_step")
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
     tick = cbs.throttled("on_predict_batch_end")
     cbs.on_predict_begin()
@@ -614,8 +690,7 @@ def predict(
         if batch_hooks:
             for i in range(chunk.steps):
                 cbs.on_predict_batch_begin(step + i)
-        fn = fns.pred_chunk if chunk.stacked else fns.pred
-        y_pred, leaves = fn(leaves, chunk.batch[0], _counter(0, step))
+        y_pred = run(chunk, chunk.batch[0])
         outputs.append((y_pred, chunk.stacked))
         if batch_hooks:
             for i in range(chunk.steps):

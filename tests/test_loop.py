@@ -1,9 +1,10 @@
 """The compiled engine: compile counts, steps_per_execution, lazy logs, interrupts."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import CountCompiles, digits, mlp_model
+from helpers import CountCompiles, digits, mlp, mlp_model
 
 import eqx_elegy as elegy
 
@@ -118,3 +119,81 @@ def test_model_history_survives_an_interrupt():
         model.fit(x, y, batch_size=32, epochs=5, verbose=0, callbacks=[Interrupt()])
     # History runs before user callbacks, so epoch 1 was recorded before the interrupt.
     assert model.history is not None and model.history.epoch == [0, 1]
+
+
+def test_evaluate_and_predict_compile_once_and_leave_states_alone():
+    x, y = digits(300)
+    model = mlp_model()
+    model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+    before = model.states
+    first = model.evaluate(x, y, batch_size=64, verbose=0)
+    predictions = model.predict(x, batch_size=64)
+    with CountCompiles() as compiles:
+        again = model.evaluate(x, y, batch_size=64, verbose=0)
+        np.testing.assert_array_equal(model.predict(x, batch_size=64), predictions)
+    assert compiles.count == 0
+    assert again == first
+    assert model.states is before
+    for leaf in jax.tree.leaves(before):
+        assert not leaf.is_deleted()  # nothing of the model's states was donated
+
+
+def test_evaluate_carries_the_states_a_custom_test_step_changes():
+    # The step counts batches and sums labels in states of its own; evaluate threads them
+    # from step to step (only the entries the step changes are carried), and the logs of
+    # the last step see every batch. The model's states are not changed.
+    class Counting(elegy.Model):
+        def states_step(self):
+            return super().states_step().update(seen=jnp.zeros((), jnp.int32), total=jnp.zeros(()))
+
+        def test_step(self, x, y_true, states):
+            seen, total = states.seen + 1, states.total + y_true.sum()
+            logs = {"loss": jnp.zeros(()), "seen": seen, "total": total}
+            return jnp.zeros(()), logs, states.update(seen=seen, total=total)
+
+    x, y = digits(300)
+    model = Counting(module=mlp())
+    logs = model.evaluate(x, y.astype(np.float32), batch_size=64, verbose=0)
+    assert logs["seen"] == 5  # an int32 log, returned beside the packed float logs
+    assert logs["total"] == pytest.approx(float(y.sum()))
+    assert int(model.states.seen) == 0 and float(model.states.total) == 0.0
+
+
+def test_a_step_that_changes_a_dtype_is_refused():
+    class Retyping(elegy.Model):
+        def states_step(self):
+            return super().states_step().update(count=jnp.zeros((), jnp.float32))
+
+        def train_step(self, states):
+            return {"loss": jnp.zeros(())}, states.update(count=jnp.ones((), jnp.int32))
+
+    x, y = digits(64)
+    with pytest.raises(
+        TypeError, match=r"changed the structure.*states.count was float32\[\] and became int32\[\]"
+    ):
+        Retyping(module=mlp()).fit(x, y, batch_size=32, epochs=1, verbose=0)
+
+
+def test_packed_states_round_trip_bit_for_bit():
+    from eqx_elegy._jit import flatten_states, flatten_states_on_host, unflatten_states
+
+    states = elegy.States(
+        f32=jnp.array([1.5, np.nan, -0.0], jnp.float32),
+        i32=jnp.array([-7, 2**31 - 1], jnp.int32),
+        f16=jnp.array([0.1, 65504], jnp.float16),
+        u8=jnp.arange(3, dtype=jnp.uint8),
+        flag=jnp.array([True, False]),
+        big=jnp.ones(20000, jnp.float32),
+        rng=elegy.RNGSeq(3),
+    )
+    for buffers, layout in [flatten_states(states), flatten_states_on_host(states)]:
+        # one buffer per bit width (32, 16, 8), bool apart, the large leaf as itself
+        assert len(buffers) == 5
+        back = unflatten_states(layout, buffers)
+        for a, b in zip(jax.tree.leaves(states), jax.tree.leaves(back), strict=True):
+            if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+                a, b = jax.random.key_data(a), jax.random.key_data(b)
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(
+                np.atleast_1d(a).view(np.uint8), np.atleast_1d(b).view(np.uint8)
+            )

@@ -116,7 +116,8 @@ class ArrayAdapter(DataAdapter):
 
     def chunks(self, epoch: int, steps_per_execution: int) -> Iterator[Chunk]:
         if steps_per_execution == 1:
-            yield from super().chunks(epoch, 1)
+            for batch in self.batches(epoch):
+                yield Chunk(batch, 1, False)
             return
         data = self._epoch_data(epoch)
         k, b = steps_per_execution, self.batch_size
