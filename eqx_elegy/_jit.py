@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._states import RNGSeq, States
 
@@ -465,6 +466,79 @@ def _fresh_epochs(
     return train
 
 
+def _scan_or_steps(scanned: Callable[..., Any], stepwise: Callable[..., Any]) -> Callable[..., Any]:
+    """A chunk function: `scanned` (one `lax.scan`), unless the step convolves and runs on
+    CPU, where XLA runs a convolution inside a loop body many times slower than the same
+    convolution outside one (jax-ml/jax#12868: about 10x for a small CNN, forward and
+    backward). There the chunk's steps run as one compiled call each (`stepwise`),
+    dispatched without waiting, which gives the same results at the speed of
+    `steps_per_execution=1`. Decided once, from the chunk's trace, which the scanned
+    version reuses."""
+    slow: list[bool] = []
+
+    def chunk(*args: Any) -> Any:
+        if not slow:
+            slow.append(_loops_are_slow(scanned, args))
+        return (stepwise if slow[0] else scanned)(*args)
+
+    return chunk
+
+
+def _loops_are_slow(fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    trace = getattr(fn, "trace", None)  # a user's `jit_step` compiler may have none
+    if jax.default_backend() != "cpu" or trace is None:
+        return False
+    return _convolves(trace(*args).jaxpr.jaxpr)
+
+
+def _convolves(jaxpr: Any) -> bool:
+    """Whether `jaxpr`, or a jaxpr nested in it, has a convolution."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "conv_general_dilated":
+            return True
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, tuple | list) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns") and _convolves(inner):
+                    return True
+    return False
+
+
+def _step(batches: Any, i: int) -> Any:
+    return jax.tree.map(lambda a: a[i], batches)
+
+
+def _stacked(outputs: list[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outputs)
+
+
+def _train_steps(one: Callable[..., tuple[Any, list[Any]]]) -> Callable[..., Any]:
+    """The train chunk as one call of `one` per step."""
+
+    def chunk(buffers: list[Any], batches: Any, class_weight: Any, counter: Any) -> Any:
+        logs = []
+        for i in range(jax.tree.leaves(batches)[0].shape[0]):
+            step_counter = counter + np.array([0, i], np.int32)
+            out, buffers = one(buffers, _step(batches, i), class_weight, step_counter)
+            logs.append(out)
+        return _stacked(logs), buffers
+
+    return chunk
+
+
+def _eval_steps(one: Callable[..., tuple[Any, Carry]]) -> Callable[..., Any]:
+    """An evaluation chunk as one call of `one` per step."""
+
+    def chunk(buffers: list[Any], carry: Carry, batches: Any, *fixed: Any) -> Any:
+        outs = []
+        for i in range(jax.tree.leaves(batches)[0].shape[0]):
+            out, carry = one(buffers, carry, _step(batches, i), *fixed)
+            outs.append(out)
+        return _stacked(outs), carry
+
+    return chunk
+
+
 def compiled(model: Model, layout: Layout) -> Compiled:
     """The compiled training steps of `model` for states of the given layout, cached on
     the model so that later fits compile nothing."""
@@ -473,9 +547,10 @@ def compiled(model: Model, layout: Layout) -> Compiled:
         steps = jit_steps(model)
         step = _fresh_epochs(steps.train, _metrics_reset(model))
         one, chunk = _training(step, layout, type(model).__name__)
+        train = steps.jit(one, donate_argnums=0)
         cache[layout] = Compiled(
-            train=steps.jit(one, donate_argnums=0),
-            train_chunk=steps.jit(chunk, donate_argnums=0),
+            train=train,
+            train_chunk=_scan_or_steps(steps.jit(chunk, donate_argnums=0), _train_steps(train)),
         )
     return cache[layout]
 
@@ -575,9 +650,9 @@ def _evaluation(
         carry, outs = jax.lax.scan(body, carry, batches)
         return outs, carry
 
-    return Evaluation(
-        start=jit(start), step=jit(step, donate_argnums=1), chunk=jit(chunk, donate_argnums=1)
-    )
+    one = jit(step, donate_argnums=1)
+    scanned = jit(chunk, donate_argnums=1)
+    return Evaluation(start=jit(start), step=one, chunk=_scan_or_steps(scanned, _eval_steps(one)))
 
 
 def initialize(model: Model, batch: Any, class_weight: Any) -> States:

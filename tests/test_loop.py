@@ -1,8 +1,10 @@
 """The compiled engine: compile counts, steps_per_execution, lazy logs, interrupts."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from helpers import CountCompiles, digits, mlp, mlp_model
 
@@ -197,3 +199,48 @@ def test_packed_states_round_trip_bit_for_bit():
             np.testing.assert_array_equal(
                 np.atleast_1d(a).view(np.uint8), np.atleast_1d(b).view(np.uint8)
             )
+
+
+class TinyCNN(eqx.Module):
+    conv: eqx.nn.Conv2d
+    head: eqx.nn.Linear
+
+    def __init__(self, key):
+        k1, k2 = jax.random.split(key)
+        self.conv = eqx.nn.Conv2d(1, 4, 3, key=k1)
+        self.head = eqx.nn.Linear(4 * 6 * 6, 10, key=k2)
+
+    def __call__(self, x):
+        return self.head(jax.nn.relu(self.conv(x.reshape(1, 8, 8))).ravel())
+
+
+def test_convolutions_on_cpu_run_chunks_step_by_step():
+    # XLA:CPU runs a convolution inside a loop body about 10x slower than outside one
+    # (jax-ml/jax#12868), so a chunk of a convolutional step runs as single-step calls:
+    # nothing is compiled beyond what steps_per_execution=1 compiles, and the results
+    # are the same.
+    x, y = digits(256)
+
+    def fit(spe):
+        model = elegy.Model(
+            module=TinyCNN(jax.random.key(0)),
+            loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+            optimizer=optax.adam(1e-2),
+        )
+        model.init(x[:32], y[:32])
+        with CountCompiles() as compiles:
+            history = model.fit(x, y, batch_size=32, epochs=2, verbose=0, steps_per_execution=spe)
+            logs = model.evaluate(x, y, batch_size=32, verbose=0, steps_per_execution=spe)
+            predictions = model.predict(x, batch_size=32, steps_per_execution=spe)
+        return model, history, logs, predictions, compiles.count
+
+    fit(1), fit(4)  # compile the eager operations both use, once per process
+    single, h1, logs1, p1, count1 = fit(1)
+    chunked, h4, logs4, p4, count4 = fit(4)
+    assert count4 == count1 == 5  # train, test (and its start), predict (and its start)
+    assert h4.history["loss"] == pytest.approx(h1.history["loss"], rel=1e-6)
+    assert logs4 == pytest.approx(logs1, rel=1e-6)
+    np.testing.assert_allclose(p4, p1, rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(single.states), jax.tree.leaves(chunked.states), strict=True):
+        if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
