@@ -1,0 +1,42 @@
+"""The benchmark scripts run end to end (their `--quick` smoke mode): timings mean nothing
+there, but every row that can run must produce them, so a change that breaks a loop or a
+script shows up in the suite rather than at the next measurement."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_bench_fit_quick_produces_every_row(tmp_path):
+    out = tmp_path / "bench.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/bench_fit.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    report = json.loads(out.read_text())
+    for workload, rows in report["results"].items():
+        skipped = report["skipped"].get(workload, {})
+        for loop in ("jit fed numpy", "scan floor", "eqx_elegy spe=1", "eqx_elegy spe=32"):
+            assert loop not in skipped, skipped
+            (run,) = rows[loop]
+            assert run["first_epoch_s"] > 0 and run["steady_us_per_step"] > 0
+        for rows in report["evaluate_predict"][workload].values():
+            assert all(r["evaluate"] > 0 and r["predict"] > 0 for r in rows)
+
+
+def test_bench_progbar_quick_runs():
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bench_progbar.py", "--quick"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert "verbose" in result.stdout
