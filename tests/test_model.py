@@ -288,6 +288,34 @@ def test_user_filter_jit_steps_work():
     np.testing.assert_allclose(model.states.net_params[:, 0], [1.0, -2.0, 0.5], atol=0.05)
 
 
+def test_jit_step_override_swaps_the_compiler():
+    # A compiler of the user's own (here a plain function around jax.jit, with no
+    # `.trace`) compiles every step the loops run, chunks included.
+    compiled: list[str] = []
+
+    def my_jit(fn, **options):
+        compiled.append(getattr(fn, "__name__", type(fn).__name__))
+        inner = jax.jit(fn, **options)
+        return lambda *args: inner(*args)
+
+    class Custom(elegy.Model):
+        def jit_step(self):
+            return super().jit_step()._replace(jit=my_jit)
+
+    x, y = digits(128)
+    model = Custom(
+        module=mlp(),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    history = model.fit(x, y, batch_size=32, epochs=2, verbose=0, steps_per_execution=2)
+    logs = model.evaluate(x, y, batch_size=32, verbose=0)
+    assert model.predict(x, batch_size=32).shape == (128, 10)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert logs["loss"] < history.history["loss"][0]
+    assert {"one", "chunk", "step", "start"} <= set(compiled)  # train, test and pred
+
+
 def test_plain_callable_loss():
     def mse(y_true, y_pred):
         return jnp.mean((y_true - y_pred) ** 2)
