@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._distributed import gather_to_host
 from ._summary import path_str
 
 if TYPE_CHECKING:
@@ -183,7 +184,11 @@ def save(
 ) -> None:
     """Write `model.states` (or only its weights) to directory `path`, replacing an
     earlier save there atomically. `metadata` (JSON-serialisable, e.g. `{"epoch": 3}`)
-    is stored in the manifest as it is."""
+    is stored in the manifest as it is.
+
+    In a multi-process run every process calls it: states sharded across processes are
+    gathered (a collective), and process 0 alone writes, so that processes sharing a
+    filesystem never write the same files."""
     target = Path(path)
     if target.exists() and not (
         target.is_dir() and (_is_save_dir(target) or not any(target.iterdir()))
@@ -206,6 +211,10 @@ def save(
             f"{deleted[0]}); this happens when a fit is stopped inside a step (e.g. a second "
             "Ctrl-C). Nothing was saved; the previous save is intact."
         )
+    if jax.process_count() > 1:
+        states = gather_to_host(states)
+        if jax.process_index() != 0:
+            return
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -582,7 +582,8 @@ class Model(eqx.Module):
         """Save `states` into directory `path` (leaves with `eqx.tree_serialise_leaves`,
         plus a JSON manifest). The new directory replaces an old one atomically: a crash
         mid-save leaves the previous save loadable. `weights_only` saves only `net_params`
-        and `net_states`."""
+        and `net_states`. In a multi-process run, call it on every process: it gathers
+        states sharded across processes, and process 0 writes."""
         from ._checkpoint import save
 
         save(self, path, weights_only=weights_only)

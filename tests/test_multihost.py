@@ -84,7 +84,18 @@ def _worker(process: int, port: int, out: str) -> None:
         else:
             strategy = elegy.DataParallel()
         model = _model().distributed(strategy)
-        history = model.fit(batch_size=batch, verbose=0, **kwargs)
+        if name == "fsdp_process_local":
+            # Parameters sharded across the processes: the checkpoint gathers them, and
+            # process 0 alone writes it, the CSV rows and the progress output.
+            shared = Path(out).parent
+            kwargs["callbacks"] = [
+                elegy.callbacks.ModelCheckpoint(str(shared / "checkpoint")),
+                elegy.callbacks.CSVLogger(shared / "log.csv"),
+            ]
+            kwargs["verbose"] = 2
+        else:
+            kwargs["verbose"] = 0
+        history = model.fit(batch_size=batch, **kwargs)
         results[f"{name}/loss"] = np.asarray(history.history["loss"])
         params = elegy.gather_to_host(model.states.net_params)
         for i, leaf in enumerate(jax.tree.leaves(params)):
@@ -155,6 +166,14 @@ def test_two_processes_train_like_one(tmp_path: Path) -> None:
     results = [dict(np.load(out)) for out in outs]
 
     assert [bool(r["main"]) for r in results] == [True, False]
+    assert "Epoch 1/1" in logs[0].read_text() and "Epoch 1/1" not in logs[1].read_text()
+    assert len((tmp_path / "log.csv").read_text().splitlines()) == 2  # a header, one epoch
+    saved = _model()
+    saved.load(tmp_path / "checkpoint")
+    import jax
+
+    for i, leaf in enumerate(jax.tree.leaves(saved.states.net_params)):
+        np.testing.assert_array_equal(leaf, results[0][f"fsdp_process_local/param{i}"])
     assert set(results[0]) == set(expected) | {"main"}
     for key, value in expected.items():
         np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)

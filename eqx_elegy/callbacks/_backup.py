@@ -8,6 +8,8 @@ import os
 import shutil
 from typing import Any
 
+import jax
+
 from ._callback import Callback, Logs
 from ._files import check_writable, write_json_atomic
 
@@ -131,20 +133,23 @@ class BackupAndRestore(Callback):
         name = f"epoch{epoch}-step{step}"
         if name == self._current:
             return
-        self.model.save(os.path.join(self.backup_dir, name))
-        write_json_atomic(self._progress, {"epoch": epoch, "step": step, "checkpoint": name})
+        self.model.save(os.path.join(self.backup_dir, name))  # every process: a collective
         previous, self._current = self._current, name
+        self._since = 0
+        if jax.process_index() != 0:  # process 0 alone writes the files
+            return
+        write_json_atomic(self._progress, {"epoch": epoch, "step": step, "checkpoint": name})
         if previous is not None:
             shutil.rmtree(os.path.join(self.backup_dir, previous), ignore_errors=True)
-        self._since = 0
 
     def on_train_end(self, logs: Logs | None = None) -> None:
         if not self.delete_checkpoint:
             if self._done is not None:
                 self._backup(self._done, 0)
             return
-        if os.path.exists(self._progress):
-            os.remove(self._progress)
-        if self._current is not None:
-            shutil.rmtree(os.path.join(self.backup_dir, self._current), ignore_errors=True)
-            self._current = None
+        if jax.process_index() == 0:
+            if os.path.exists(self._progress):
+                os.remove(self._progress)
+            if self._current is not None:
+                shutil.rmtree(os.path.join(self.backup_dir, self._current), ignore_errors=True)
+        self._current = None

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+import jax
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -101,7 +102,8 @@ class ProgbarLogger(Callback):
 
     @property
     def _verbose(self) -> int:
-        return int(self.params.get("verbose", 1))
+        # In a multi-process run only process 0 shows progress.
+        return int(self.params.get("verbose", 1)) if jax.process_index() == 0 else 0
 
     def _open(self, title: str) -> None:
         self._stop()
