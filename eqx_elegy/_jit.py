@@ -114,12 +114,25 @@ def build_jit_steps(model: Model) -> JitSteps:
     seed = model.seed
     strategy = model.strategy
 
-    def laid_out(out: Any, states: States) -> tuple[Any, States]:
+    def laid_out(out: Any, new: States, old: States) -> tuple[Any, States]:
         # A distribution strategy pins each step's outputs to its layout, so the states a
         # step returns are placed as those it got: no recompiles, donation still applies.
+        # Leaves the step passed through untouched keep their identity, so that an
+        # evaluation carries (and copies) only the leaves it changes.
         if strategy is None:
-            return out, states
-        return strategy.constrain_outputs(out), strategy.constrain_states(states)
+            return out, new
+        new_leaves, treedef = jax.tree.flatten(new)
+        old_leaves, old_treedef = jax.tree.flatten(old)
+        placed = strategy.constrain_states(new)
+        if treedef != old_treedef:
+            return strategy.constrain_outputs(out), placed
+        kept = [
+            leaf if leaf is before else constrained
+            for leaf, before, constrained in zip(
+                new_leaves, old_leaves, jax.tree.leaves(placed), strict=True
+            )
+        ]
+        return strategy.constrain_outputs(out), jax.tree.unflatten(treedef, kept)
 
     def train(states: States, batch: Any, class_weight: Any, epoch: Any, step: Any) -> Any:
         x, y, sample_weight = batch
@@ -135,7 +148,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=True,
             rng=irng,
         )
-        return laid_out(_as_logs(logs), new.update(rng=states.rng))
+        return laid_out(_as_logs(logs), new.update(rng=states.rng), states)
 
     def test(states: States, batch: Any, class_weight: Any, step: Any) -> Any:
         x, y, sample_weight = batch
@@ -151,7 +164,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=False,
             rng=irng,
         )
-        return laid_out(_as_logs(logs), new.update(rng=states.rng))
+        return laid_out(_as_logs(logs), new.update(rng=states.rng), states)
 
     def pred(states: States, x: Any, step: Any) -> Any:
         srng, irng = _step_rngs(states.rng, seed, _PRED, 0, step)
@@ -163,7 +176,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=False,
             rng=irng,
         )
-        return laid_out(y_pred, new.update(rng=states.rng))
+        return laid_out(y_pred, new.update(rng=states.rng), states)
 
     def init(states: States, batch: Any, class_weight: Any) -> States:
         x, y, sample_weight = batch
@@ -180,7 +193,7 @@ def build_jit_steps(model: Model) -> JitSteps:
             training=True,
             rng=irng,
         )
-        return laid_out(None, new.update(rng=rng))[1]
+        return laid_out(None, new.update(rng=rng), states)[1]
 
     return JitSteps(init=init, train=train, test=test, pred=pred)
 
