@@ -121,6 +121,7 @@ def build_jit_steps(model: Model) -> JitSteps:
         # evaluation carries (and copies) only the leaves it changes.
         if strategy is None:
             return out, new
+        treedef: Any  # jax's PyTreeDef, which mypy cannot compare
         new_leaves, treedef = jax.tree.flatten(new)
         old_leaves, old_treedef = jax.tree.flatten(old)
         placed = strategy.constrain_states(new)
