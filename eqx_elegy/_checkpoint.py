@@ -32,6 +32,7 @@ import numpy as np
 
 from ._distributed import gather_to_host
 from ._engine import engine
+from ._strategy import strategy_of
 from ._summary import path_str
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ def save(
         )
     if jax.process_count() > 1:
         states = gather_to_host(states)
-        if jax.process_index() != 0:
+        if not strategy_of(model).is_main_process():
             return
     manifest: dict[str, Any] = {
         "format": FORMAT,

@@ -29,6 +29,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ._states import States
+from ._strategy import Strategy
 
 _DATA = "data"
 _MODEL = "model"
@@ -85,7 +86,7 @@ def _put_global(leaf: Any, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
-class DataParallel:
+class DataParallel(Strategy):
     """Data parallelism: every batch is split along its batch axis over `devices` (a 1-D
     mesh with axis `"data"`), the model's states are replicated on each device, and XLA
     all-reduces the gradients. Results equal single-device training on the same global
@@ -415,12 +416,6 @@ def _env_int(name: str) -> int | None:
         raise ValueError(
             f"The environment variable {name} must be an integer, got {value!r}."
         ) from None
-
-
-def is_main_process() -> bool:
-    """Whether this is process 0, the one that writes checkpoints, logs and progress
-    output in a multi-process run (always True with one process)."""
-    return jax.process_index() == 0
 
 
 def gather_to_host(tree: Any) -> Any:

@@ -17,17 +17,17 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ._flat import Layout, flatten_states_on_host
 from ._jit import (
     Compiled,
     Evaluation,
     JitSteps,
-    Layout,
     carried_leaves,
     compile_evaluation,
     compile_training,
-    flatten_states_on_host,
 )
 from ._states import States
+from ._strategy import strategy_of
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -105,10 +105,9 @@ class Engine:
         flat = self._flat
         if flat is not None and flat[0] is model.states:
             return flat[1], flat[2]
-        states = model.states
-        if model.strategy is not None:
-            states = model.strategy.put_states(states)
-        leaves, layout = flatten_states_on_host(states, pack=model.strategy is None)
+        strategy = strategy_of(model)
+        states = strategy.put_states(model.states)
+        leaves, layout = flatten_states_on_host(states, pack=strategy.packs_states)
         self._flat = (model.states, leaves, layout)
         return leaves, layout
 
@@ -137,10 +136,9 @@ class Engine:
         """Run the model's init step on `batch` and commit the result."""
         model = self.model
         steps = self.jit_steps()
-        states = model.states
-        if model.strategy is not None:
-            states = model.strategy.put_states(states)
-            batch = model.strategy.put_batch(batch, False)
+        strategy = strategy_of(model)
+        states = strategy.put_states(model.states)
+        batch = strategy.put_batch(batch, False)
         states = steps.jit(steps.init)(states, batch, class_weight)
         self.commit(states, initialized=True)
         return states

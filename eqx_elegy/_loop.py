@@ -20,16 +20,11 @@ import jax
 import numpy as np
 
 from ._engine import Engine, engine
-from ._jit import (
-    Carry,
-    Evaluation,
-    Layout,
-    PackedLogs,
-    flatten_states_on_host,
-    unflatten_states_on_host,
-)
+from ._flat import Layout, flatten_states_on_host, unflatten_states_on_host
+from ._jit import Carry, Evaluation, PackedLogs
 from ._states import States
 from ._steps import require_predictor
+from ._strategy import strategy_of
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, is_source, prefetch
 
@@ -207,8 +202,8 @@ def _owned(states: Any) -> Any:
 
 
 def _placed(model: Model, states: States) -> States:
-    """The states as the model's distribution strategy lays them out (if any)."""
-    return states if model.strategy is None else model.strategy.put_states(states)
+    """The states as the model's strategy lays them out."""
+    return strategy_of(model).put_states(states)
 
 
 def _resume_point(run: Engine, initial_epoch: int) -> tuple[int, int]:
@@ -242,10 +237,10 @@ def _feed(
     skip: int = 0,
 ) -> Iterator[Chunk]:
     """The chunks a loop runs: at most `steps` steps of `epoch` after the first `skip`
-    (an epoch resumed mid-way), placed by the model's distribution strategy (if any) and
-    fetched ahead of use as `data` asks."""
-    strategy = model.strategy
-    put = None if strategy is None else strategy.put_batch
+    (an epoch resumed mid-way), placed by the model's strategy and fetched ahead of use
+    as `data` asks."""
+    strategy = strategy_of(model)
+    put = strategy.put_batch if strategy.places_batches else None
     chunks = data.chunks(epoch, spe)
     chunks = _limited(_skipped(chunks, skip) if skip else chunks, steps)
     return prefetch(chunks, put=put, size=data.prefetch_size)
@@ -298,7 +293,8 @@ class _Live:
         self.set(states)
 
     def set(self, states: States) -> None:
-        self.leaves, self.layout = flatten_states_on_host(states, pack=self.model.strategy is None)
+        pack = strategy_of(self.model).packs_states
+        self.leaves, self.layout = flatten_states_on_host(states, pack=pack)
         self.fns = self.engine.training(self.layout)
         self._states: States | None = states
 

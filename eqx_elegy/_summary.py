@@ -23,8 +23,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ._injection import inject
-from ._steps import require_predictor
+from ._steps import require_predictor, run_step
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -258,7 +257,9 @@ def _trace(model: Model, x: Any, states: States) -> tuple[Any, States]:
     (no `net_params`) is traced with `initializing=True`, which builds them."""
     initializing = states.net_params is None
     return eqx.filter_eval_shape(
-        lambda s: model._run("pred_step", x=x, states=s, initializing=initializing, training=False),
+        lambda s: run_step(
+            model, "pred_step", x=x, states=s, initializing=initializing, training=False
+        ),
         states,
     )
 
@@ -424,7 +425,7 @@ def summary(
     if x is None or not jax.tree.leaves(x):
         raise ValueError("summary needs x: a batch of inputs (e.g. x_train[:1]) to trace with.")
     states = summary_states(model, x)
-    rows = inject(model, "summary_step", x=x, states=states)
+    rows = run_step(model, "summary_step", x=x, states=states)
     if not isinstance(rows, list) or not all(isinstance(r, SummaryRow) for r in rows):
         raise TypeError(
             f"{type(model).__name__}.summary_step must return a list of elegy.SummaryRow, got "

@@ -8,9 +8,8 @@ import os
 import shutil
 from typing import Any
 
-import jax
-
 from .._engine import engine
+from .._strategy import strategy_of
 from ._callback import Callback, Logs
 from ._files import check_writable, write_json_atomic
 
@@ -137,7 +136,7 @@ class BackupAndRestore(Callback):
         self.model.save(os.path.join(self.backup_dir, name))  # every process: a collective
         previous, self._current = self._current, name
         self._since = 0
-        if jax.process_index() != 0:  # process 0 alone writes the files
+        if not strategy_of(self.model).is_main_process():  # process 0 alone writes the files
             return
         write_json_atomic(self._progress, {"epoch": epoch, "step": step, "checkpoint": name})
         if previous is not None:
@@ -148,7 +147,7 @@ class BackupAndRestore(Callback):
             if self._done is not None:
                 self._backup(self._done, 0)
             return
-        if jax.process_index() == 0:
+        if strategy_of(self.model).is_main_process():
             if os.path.exists(self._progress):
                 os.remove(self._progress)
             if self._current is not None:

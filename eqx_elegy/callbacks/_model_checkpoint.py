@@ -8,9 +8,8 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-
 from .._checkpoint import save
+from .._strategy import is_main_process
 from ._callback import Callback, Logs
 from ._files import check_writable
 from ._monitor import Monitor
@@ -94,13 +93,13 @@ class ModelCheckpoint(Callback):
             if current is None:
                 return
             if not self.monitor.improved(current, self.best):
-                if self.verbose and jax.process_index() == 0:
+                if self.verbose and is_main_process():
                     print(f"Epoch {epoch + 1}: {self.monitor.name} did not improve on {self.best}.")
                 return
             self.best = current
         values = {name: float(value) for name, value in (logs or {}).items()}
         path = self.format_path(epoch, batch, values)
-        if self.verbose and jax.process_index() == 0:
+        if self.verbose and is_main_process():
             print(f"Epoch {epoch + 1}: saving the model to {path}")
         metadata = {"epoch": epoch + 1, "batch": None if batch is None else batch + 1}
         save(
