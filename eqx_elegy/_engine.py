@@ -15,7 +15,7 @@ weakly: a model the user drops is freed with everything its engine compiled.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._flat import Layout, flatten_states_on_host
 from ._jit import (
@@ -36,6 +36,13 @@ if TYPE_CHECKING:
 _ATTRIBUTE = "_engine"
 
 
+class Live(Protocol):
+    """The states of a fit under way (`_loop._Live`), as the engine sees them."""
+
+    def push(self) -> None:
+        """Store the latest states on the model, if they changed since the last push."""
+
+
 class Engine:
     """The runtime side of one model (see the module docstring).
 
@@ -47,6 +54,7 @@ class Engine:
 
     __slots__ = (
         "_model",
+        "live",
         "initialized",
         "history",
         "stop_training",
@@ -58,6 +66,9 @@ class Engine:
 
     def __init__(self, model: Model, initialized: bool | None = None):
         self._model = weakref.ref(model)
+        # The fit under way, if any: the states it is running, which `sync` stores on the
+        # model when something reads them (see `Callback.model`).
+        self.live: Live | None = None
         self.initialized = initialized
         self.history: History | None = None
         self.stop_training = False
@@ -88,6 +99,11 @@ class Engine:
         if initialized is not None:
             self.initialized = initialized
         self._flat = None if flat is None else (states, *flat)
+
+    def sync(self) -> None:
+        """Bring `model.states` up to date with a fit under way (a no-op otherwise)."""
+        if self.live is not None:
+            self.live.push()
 
     # ------------------------------------------------------------------ compiled steps
 

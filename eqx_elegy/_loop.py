@@ -291,6 +291,7 @@ class _Live:
         self._seen: States | None = model.states
         self.changed = False  # only a completed step gives the model new states
         self.set(states)
+        self.engine.live = self
 
     def set(self, states: States) -> None:
         pack = strategy_of(self.model).packs_states
@@ -325,6 +326,7 @@ class _Live:
     def close(self) -> None:
         """Store the final states on the model, with their flat buffers (no later step
         donates them) for the evaluations that follow."""
+        self.engine.live = None
         if any(isinstance(b, jax.Array) and b.is_deleted() for b in self.leaves):
             return  # see `push`
         if self.changed:
@@ -543,8 +545,7 @@ def fit(
                             live.push()
                         for i in range(chunk.steps):
                             cbs.on_train_batch_begin(step + i)
-                        if sync:
-                            live.pull()
+                        live.pull()
                     fn = live.fns.train_chunk if chunk.stacked else live.fns.train
                     logs, leaves = fn(live.leaves, chunk.batch, cw, _counter(epoch, step))
                     live.update(leaves)
@@ -554,11 +555,11 @@ def fit(
                             live.push()
                         for i in range(chunk.steps):
                             cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
-                        if sync:
-                            live.pull()
+                        live.pull()
                     step += chunk.steps
                     if tick is not None and perf_counter() >= tick.next:
                         tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
+                        live.pull()
                     interrupt.check()
                     if run.stop_training:
                         break

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import equinox as eqx
@@ -539,13 +539,20 @@ class Model(eqx.Module):
         """
         return _summary.summary(self, x, depth, print_fn, return_string, console)
 
-    def save(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        weights_only: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         """Save `states` into directory `path` (leaves with `eqx.tree_serialise_leaves`,
         plus a JSON manifest). The new directory replaces an old one atomically: a crash
         mid-save leaves the previous save loadable. `weights_only` saves only `net_params`
-        and `net_states`. In a multi-process run, call it on every process: it gathers
-        states sharded across processes, and process 0 writes."""
-        _checkpoint.save(self, path, weights_only=weights_only)
+        and `net_states`. `metadata` (JSON-serialisable, e.g. `{"epoch": 3}`) is stored in
+        the manifest as it is. In a multi-process run, call it on every process: it
+        gathers states sharded across processes, and process 0 writes."""
+        _checkpoint.save(self, path, weights_only=weights_only, metadata=metadata)
 
     def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
         """Load a save of a model built the same way: its `states` give the structure,

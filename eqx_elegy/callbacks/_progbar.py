@@ -26,7 +26,6 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from .._strategy import is_main_process
 from ._callback import Callback, Logs
 
 _BAR_WIDTH = 30
@@ -103,7 +102,7 @@ class ProgbarLogger(Callback):
     @property
     def _verbose(self) -> int:
         # In a multi-process run only process 0 shows progress.
-        return int(self.params.get("verbose", 1)) if is_main_process() else 0
+        return int(self.params.get("verbose", 1)) if self.is_main_process() else 0
 
     def _open(self, title: str) -> None:
         self._stop()
