@@ -74,7 +74,9 @@ class Model(eqx.Module):
     seed: int = eqx.field(default=42, kw_only=True, static=True)
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
-    steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
+    steps_per_execution: int | Literal["auto"] = eqx.field(
+        default="auto", kw_only=True, static=True
+    )
     strategy: Strategy | None = eqx.field(default=None, kw_only=True)
     states: States = eqx.field(default=None, kw_only=True)
 
@@ -416,7 +418,7 @@ class Model(eqx.Module):
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
         drop_remaining: bool = False,
-        steps_per_execution: int | None = None,
+        steps_per_execution: int | Literal["auto"] | None = None,
     ) -> History:
         """Train for `epochs` epochs (Keras' contract); returns the `History`.
 
@@ -454,7 +456,7 @@ class Model(eqx.Module):
         sample_weight: Any = None,
         steps: int | None = None,
         callbacks: Sequence[Callback] | None = None,
-        steps_per_execution: int | None = None,
+        steps_per_execution: int | Literal["auto"] | None = None,
     ) -> dict[str, float]:
         """Loss and metrics over the data with the current states (not changed)."""
         return _loop.evaluate(
@@ -476,7 +478,7 @@ class Model(eqx.Module):
         verbose: int = 0,
         steps: int | None = None,
         callbacks: Sequence[Callback] | None = None,
-        steps_per_execution: int | None = None,
+        steps_per_execution: int | Literal["auto"] | None = None,
     ) -> np.ndarray:
         """Predictions for every example of `x`, concatenated along the batch axis: a numpy
         array, or, when the module returns a pytree (a dict or tuple of outputs), that

@@ -35,13 +35,76 @@ def test_partial_last_batch_costs_one_extra_compile():
 def test_steps_per_execution_matches_single_steps():
     x, y = digits(300)
     a, b = mlp_model(), mlp_model()
-    ha = a.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    ha = a.fit(x, y, batch_size=32, epochs=2, verbose=0, steps_per_execution=1)
     hb = b.fit(x, y, batch_size=32, epochs=2, verbose=0, steps_per_execution=4)
     for p, q in zip(
         jax.tree.leaves(a.states.net_params), jax.tree.leaves(b.states.net_params), strict=True
     ):
         np.testing.assert_allclose(p, q, atol=1e-6)
     assert ha.history["loss"] == pytest.approx(hb.history["loss"], rel=1e-5)
+
+
+def test_auto_steps_per_execution_matches_single_steps_in_fit_evaluate_and_predict():
+    x, y = digits(300)
+    one, auto = mlp_model(steps_per_execution=1), mlp_model()
+    assert auto.steps_per_execution == "auto"  # the default
+    h1 = one.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_split=0.2)
+    ha = auto.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_split=0.2)
+    assert h1.history.keys() == ha.history.keys()
+    for name, values in h1.history.items():
+        assert ha.history[name] == pytest.approx(values, rel=1e-5), name
+    for p, q in zip(
+        jax.tree.leaves(one.states.net_params), jax.tree.leaves(auto.states.net_params), strict=True
+    ):
+        np.testing.assert_allclose(p, q, atol=1e-6)
+    assert auto.evaluate(x, y, batch_size=7, verbose=0) == pytest.approx(
+        one.evaluate(x, y, batch_size=7, verbose=0), rel=1e-5
+    )
+    np.testing.assert_allclose(
+        auto.predict(x, batch_size=7), one.predict(x, batch_size=7), atol=1e-5
+    )
+
+
+def _chunk_ends(**fit_options):
+    """The step indices a throttled batch-end hook sees: the last step of each compiled call."""
+    ends: list[int] = []
+
+    class Sparse(elegy.callbacks.Callback):
+        batch_end_interval = 1e-9  # throttled: called after each compiled call
+
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(batch)
+
+    x, y = digits(64 * 16)
+    mlp_model().fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[Sparse()], **fit_options)
+    return sorted(set(ends))  # the epoch's last step is also reported once more at its end
+
+
+def test_auto_steps_per_execution_runs_chunks_and_an_int_fixes_them():
+    assert _chunk_ends() == [15]  # 16 batches in one call
+    assert _chunk_ends(steps_per_execution=1) == list(range(16))
+    assert _chunk_ends(steps_per_execution=4) == [3, 7, 11, 15]
+    assert _chunk_ends(steps_per_epoch=10) == [9]
+
+
+def test_auto_steps_per_execution_runs_single_steps_for_a_per_step_callback():
+    x, y = digits(256)
+    seen: list[int] = []
+
+    class EveryStep(elegy.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(int(self.model.states.optimizer_states[0].count))
+
+    mlp_model().fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[EveryStep()])
+    assert seen == list(range(1, 9))  # each hook sees the states of its own step
+
+
+def test_steps_per_execution_must_be_auto_or_a_positive_int():
+    x, y = digits(64)
+    with pytest.raises(ValueError, match='"auto" or an int >= 1'):
+        mlp_model().fit(x, y, verbose=0, steps_per_execution="fast")
+    with pytest.raises(ValueError, match=">= 1"):
+        mlp_model().fit(x, y, verbose=0, steps_per_execution=0)
 
 
 def test_batch_hooks_called_per_step_with_chunk_values():
