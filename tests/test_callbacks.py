@@ -226,9 +226,15 @@ def test_throttled_batch_end_hooks_come_rarely_and_at_each_last_step(model: eleg
     assert not CallbackList([display], model, {}).wants("on_train_batch_end")
 
     display.calls.clear()
-    logs = model.evaluate(X, Y, batch_size=BATCH, verbose=0, callbacks=[display])
+    logs = model.evaluate(
+        X, Y, batch_size=BATCH, verbose=0, callbacks=[display], steps_per_execution=1
+    )
     assert [c[:2] for c in display.calls] == [("test", 0), ("test", 3)]
     assert display.calls[-1][2] == pytest.approx(logs["loss"])
+    # With "auto" (the default) the 4 batches run in one call: due once, at its last step.
+    display.calls.clear()
+    model.evaluate(X, Y, batch_size=BATCH, verbose=0, callbacks=[display])
+    assert [c[:2] for c in display.calls] == [("test", 3), ("test", 3)]
 
 
 def test_stop_training_ends_fit_after_the_current_step(model: elegy.Model) -> None:
