@@ -143,4 +143,3 @@ class BinaryAccuracy(Mean):
 
     def values(self, y_true: ArrayLike | None, y_pred: ArrayLike | None) -> Array:
         return binary_matches(y_true, y_pred, self.threshold, self.name, self.from_logits)
-
