@@ -49,7 +49,8 @@ class Engine:
     Attributes read and set by the loop and by callbacks (through the model's public
     properties): `initialized` (None until known: then the model's states decide),
     `history`, `stop_training` and `resume_at` (an `(epoch, step)` that the next fit
-    starts at instead of its `initial_epoch`, set by `BackupAndRestore`).
+    starts at instead of its `initial_epoch`, set by `BackupAndRestore`), `batch_epoch`
+    (the epoch the next `train_on_batch` runs as).
     """
 
     __slots__ = (
@@ -59,6 +60,7 @@ class Engine:
         "history",
         "stop_training",
         "resume_at",
+        "batch_epoch",
         "_steps",
         "_compiled",
         "_flat",
@@ -73,6 +75,8 @@ class Engine:
         self.history: History | None = None
         self.stop_training = False
         self.resume_at: tuple[int, int] | None = None
+        # The epoch the next `train_on_batch` runs as (each call is a one-step epoch).
+        self.batch_epoch = 0
         self._steps: JitSteps | None = None
         self._compiled: dict[Any, Any] = {}
         # The states last flattened for the compiled steps: (states, buffers, layout).

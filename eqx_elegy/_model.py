@@ -19,7 +19,7 @@ import numpy as np
 import optax
 from jaxtyping import PyTree
 
-from . import _checkpoint, _loop, _summary
+from . import _batch, _checkpoint, _loop, _summary
 from ._engine import attach, engine, fields_of, known_initialized
 from ._injection import check_step_signature, default_step
 from ._jit import JitSteps, build_jit_steps
@@ -38,6 +38,7 @@ from ._steps import (
 from ._strategy import Strategy
 from ._summary import SummaryRow, summary_rows
 from .callbacks import Callback, History
+from .data import ArrayAdapter
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -399,7 +400,9 @@ class Model(eqx.Module):
 
     def reset(self) -> None:
         """Return the model to the states of a fresh model (`states_step`)."""
-        engine(self).commit(self.states_step(), initialized=False)
+        run = engine(self)
+        run.commit(self.states_step(), initialized=False)
+        run.batch_epoch = 0
 
     def fit(
         self,
@@ -459,9 +462,12 @@ class Model(eqx.Module):
         steps: int | None = None,
         callbacks: Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
-    ) -> dict[str, float]:
-        """Loss and metrics over the data with the current states (not changed)."""
-        return _loop.evaluate(
+        return_dict: bool = True,
+    ) -> Any:
+        """Loss and metrics over the data with the current states (not changed): a dict of
+        logs, or with `return_dict=False` Keras' list (the loss first; a single value
+        alone)."""
+        logs = _loop.evaluate(
             self,
             x=x,
             y=y,
@@ -472,6 +478,7 @@ class Model(eqx.Module):
             callbacks=callbacks,
             steps_per_execution=steps_per_execution,
         )
+        return logs if return_dict else _batch.as_keras_list(logs)
 
     def predict(
         self,
@@ -494,6 +501,41 @@ class Model(eqx.Module):
             callbacks=callbacks,
             steps_per_execution=steps_per_execution,
         )
+
+    # ------------------------------------------------------------------ batch API, weights
+
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        return_dict: bool = True,
+    ) -> Any:
+        """One training step on the batch `(x, y)`, exactly as `fit` runs it; returns that
+        step's logs (a dict, or with `return_dict=False` Keras' list, loss first). The
+        n-th call runs as the only step of epoch n, with fresh metrics (Keras 3)."""
+        return _batch.train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
+
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = True
+    ) -> Any:
+        """The loss and metrics on one batch, from fresh metrics (as `evaluate` on it)."""
+        return _batch.test_on_batch(self, x, y, sample_weight, return_dict)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """The predictions for one batch `x` (as `predict` on it, in one step)."""
+        return self.predict(x, batch_size=ArrayAdapter(x).size, verbose=0)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The weights as Keras gives them: the leaves of `states.net_params` in tree order,
+        as numpy arrays."""
+        return _batch.get_weights(self)
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Replace the weights with `weights` (a list like `get_weights` returns: same
+        count, shapes and dtypes, else nothing changes and the error says which)."""
+        _batch.set_weights(self, weights)
 
     # ------------------------------------------------------------------ summary, save, load
 
