@@ -41,8 +41,7 @@ def _one_batch(model: Model, x: Any, y: Any, sample_weight: Any, method: str) ->
     custom = model._overridden() & {"train_step", "grad_step", "test_step"}
     if data.y is None and not custom:
         raise ValueError(
-            f"{method} needs labels: pass y, or override test_step/train_step to run without "
-            "them."
+            f"{method} needs labels: pass y, or override test_step/train_step to run without them."
         )
     if data.y is not None:
         _check_labels(data.y)
