@@ -26,6 +26,7 @@ from ._states import States
 from ._steps import require_predictor
 from ._strategy import strategy_of
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
+from .callbacks._reduce_lr import learning_rates
 from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, is_source, prefetch
 
 if TYPE_CHECKING:
@@ -577,6 +578,11 @@ def fit(
                         model, live.leaves, live.layout, val, cbs, validation_steps, spe
                     )
                     epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                # Keras' `learning_rate`: the rate this epoch trained with, when the optimizer
+                # keeps one in its state (optax.inject_hyperparams).
+                rates = learning_rates(model.states.optimizer_states)
+                if rates:
+                    epoch_logs["learning_rate"] = rates[0]
                 cbs.on_epoch_end(epoch, epoch_logs)
                 live.pull()
                 interrupt.check()
