@@ -356,10 +356,13 @@ class LossesAndMetrics(eqx.Module):
         net_params: PyTree,
         *,
         batch_size: int | ArrayLike,
+        all_params: PyTree = None,
     ) -> tuple[Array, dict[str, Array], dict[str, PyTree[Array]]]:
         """One batch: `(weighted total loss, running logs, new metrics states)`.
 
-        The total loss is a float32 scalar to differentiate. `class_weight` (a dict
+        The total loss is a float32 scalar to differentiate. Regularizers read
+        `net_params` (the trainable parameters), or `all_params` (frozen ones too, when
+        given) for a regularizer built with `include_frozen=True`. `class_weight` (a dict
         class id -> weight, classes not in it weigh 1) turns labels into
         per-example weights, multiplied into `sample_weight`.
         """
@@ -377,7 +380,8 @@ class LossesAndMetrics(eqx.Module):
                         f"Regularizer {term.log_name!r} needs the model's parameters, "
                         "but net_params is None."
                     )
-                value = term.loss(net_params)
+                frozen_too = term.loss.include_frozen and all_params is not None
+                value = term.loss(all_params if frozen_too else net_params)
             else:
                 value = jnp.zeros((), jnp.float32)
                 for _, yt, yp, sw in _select(

@@ -37,6 +37,7 @@ from ._steps import (
 )
 from ._strategy import Strategy
 from ._summary import SummaryRow, summary_rows
+from ._trainable import check_trainable, split_trainable
 from .callbacks import Callback, History
 from .data import ArrayAdapter
 
@@ -75,12 +76,15 @@ class Model(eqx.Module):
     loss: Any = eqx.field(default=None, kw_only=True)
     metrics: Any = eqx.field(default=None, kw_only=True)
     loss_weights: Any = eqx.field(default=None, kw_only=True, static=True)
-    optimizer: optax.GradientTransformation | None = eqx.field(default=None, kw_only=True)
+    optimizer: optax.GradientTransformation | optax.MultiSteps | None = eqx.field(
+        default=None, kw_only=True
+    )
     seed: int = eqx.field(default=42, kw_only=True, static=True)
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
     strategy: Strategy | None = eqx.field(default=None, kw_only=True)
+    trainable: Any = eqx.field(default=None, kw_only=True)
     states: States = eqx.field(default=None, kw_only=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -90,17 +94,23 @@ class Model(eqx.Module):
                 check_step_signature(cls.__name__, name, cls.__dict__[name])
 
     def __post_init__(self) -> None:
+        if isinstance(self.optimizer, optax.MultiSteps):
+            # Gradient accumulation: MultiSteps is an object with init/update of its own;
+            # its transformation form runs anywhere a GradientTransformation does.
+            self.optimizer = self.optimizer.gradient_transformation()
         if self.optimizer is not None and not isinstance(
             self.optimizer, optax.GradientTransformation
         ):
             raise TypeError(
-                f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
-                f"got {type(self.optimizer).__name__}."
+                f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)) "
+                f"or an optax.MultiSteps, got {type(self.optimizer).__name__}."
             )
         if self.module is not None and _has_state(self.module):
             if self.module_state is None:
                 self.module_state = eqx.nn.State(self.module)
             self.module = eqx.nn.delete_init_state(self.module)
+        if self.trainable is not None and self.module is not None:
+            check_trainable(self.trainable, eqx.filter(self.module, eqx.is_inexact_array))
         if self.states is None:
             self.states = self.states_step()
 
@@ -138,8 +148,20 @@ class Model(eqx.Module):
     def _losses_and_metrics(self) -> LossesAndMetrics:
         return LossesAndMetrics.build(self.loss, self.metrics, self.loss_weights)
 
+    def _split_trainable(self, params: PyTree) -> tuple[PyTree, PyTree]:
+        """`(trainable, frozen)`: `params` split by the `trainable` filter (`eqx.partition`;
+        each part has None where the other has a leaf). Without a filter every parameter
+        is trainable and `frozen` is None."""
+        if self.trainable is None:
+            return params, None
+        return split_trainable(self.trainable, params)
+
+    def _merge_trainable(self, trainable: PyTree, frozen: PyTree) -> PyTree:
+        return trainable if frozen is None else eqx.combine(trainable, frozen)
+
     def _optimizer_or_raise(self) -> optax.GradientTransformation:
-        if self.optimizer is None:
+        # (An optax.MultiSteps was turned into its transformation by __post_init__.)
+        if not isinstance(self.optimizer, optax.GradientTransformation):
             raise TypeError(
                 f"{type(self).__name__}: the default train_step needs an optimizer; pass "
                 "optimizer=optax.adam(1e-3) (any optax GradientTransformation), or override "
@@ -162,7 +184,8 @@ class Model(eqx.Module):
             states = states.update(net_params=params, net_states=self.module_state)
             if isinstance(self.optimizer, optax.GradientTransformation):
                 with jax.numpy_dtype_promotion("standard"):
-                    states = states.update(optimizer_states=self.optimizer.init(params))
+                    opt_states = self.optimizer.init(self._split_trainable(params)[0])
+                states = states.update(optimizer_states=opt_states)
         if self.loss is not None or self.metrics is not None:
             states = states.update(metrics_states=self._losses_and_metrics().init())
         return states
@@ -238,14 +261,16 @@ class Model(eqx.Module):
         metrics_states = states.metrics_states
         if metrics_states is None:
             metrics_states = lm.init()
+        params = states.net_params
         loss, logs, metrics_states = lm(
             metrics_states,
             y_true,
             y_pred,
             sample_weight,
             class_weight,
-            states.net_params,
+            params if params is None else self._split_trainable(params)[0],
             batch_size=batch_size_of(x),
+            all_params=params,
         )
         return loss, logs, states.update(metrics_states=metrics_states)
 
@@ -261,7 +286,9 @@ class Model(eqx.Module):
         training: bool,
         rng: Any,
     ) -> GradStep:
-        """Loss, logs, states and the gradient of the loss w.r.t. `states.net_params`."""
+        """Loss, logs, states and the gradient of the loss w.r.t. `states.net_params`. Only
+        the trainable parameters (the `trainable` filter) are differentiated; the gradient
+        of a frozen one is zeros."""
         available = dict(
             rng=rng,
             x=x,
@@ -275,15 +302,18 @@ class Model(eqx.Module):
             loss, logs, states = run_step(self, "test_step", states=states, **available)
             return loss, logs, states, jax.tree.map(jnp.zeros_like, states.net_params)
 
-        def loss_fn(params: PyTree, states: States) -> tuple[Any, tuple[Any, States]]:
+        trainable, frozen = self._split_trainable(states.net_params)
+
+        def loss_fn(trainable: PyTree, states: States) -> tuple[Any, tuple[Any, States]]:
+            params = self._merge_trainable(trainable, frozen)
             loss, logs, states = run_step(
                 self, "test_step", states=states.update(net_params=params), **available
             )
             return loss, (logs, states)
 
-        (loss, (logs, states)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            states.net_params, states
-        )
+        (loss, (logs, states)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, states)
+        if frozen is not None:
+            grads = eqx.combine(grads, jax.tree.map(jnp.zeros_like, frozen))
         return loss, logs, states, grads
 
     @default_step
@@ -298,8 +328,9 @@ class Model(eqx.Module):
         training: bool,
         rng: Any,
     ) -> TrainStep:
-        """One optimisation step: `grad_step`, then the optimizer's update. When
-        initializing, it initialises the optimizer's state instead."""
+        """One optimisation step: `grad_step`, then the optimizer's update of the trainable
+        parameters (frozen ones are passed through as they are). When initializing, it
+        initialises the optimizer's state instead."""
         optimizer = self._optimizer_or_raise()
         _, logs, states, grads = run_step(
             self,
@@ -315,14 +346,16 @@ class Model(eqx.Module):
         )
         # optax mixes Python floats with integer step counts, which strict dtype promotion
         # rejects; the user's own code keeps whatever promotion mode they chose.
+        trainable, frozen = self._split_trainable(states.net_params)
         with jax.numpy_dtype_promotion("standard"):
             if initializing:
-                opt_states = optimizer.init(states.net_params)
+                opt_states = optimizer.init(trainable)
                 return logs, states.maybe_update(optimizer_states=opt_states)
             updates, optimizer_states = optimizer.update(
-                grads, states.optimizer_states, states.net_params
+                self._split_trainable(grads)[0], states.optimizer_states, trainable
             )
-            params = optax.apply_updates(states.net_params, updates)
+            trainable = optax.apply_updates(trainable, updates)
+        params = self._merge_trainable(trainable, frozen)
         return logs, states.update(net_params=params, optimizer_states=optimizer_states)
 
     @default_step
