@@ -98,7 +98,7 @@ def get_weights(model: Model) -> list[np.ndarray]:
 def set_weights(model: Model, weights: Sequence[Any]) -> None:
     """`Model.set_weights`: replace the leaves of `states.net_params` (in tree order) with
     `weights`, after checking their number, shapes and dtypes; on any mismatch the model
-    is left as it was."""
+    is left as it was. A model with `ema_decay` restarts its average from them."""
     params = _net_params(model, "set_weights")
     if isinstance(weights, str | bytes | Mapping) or not isinstance(weights, Sequence):
         raise TypeError(
@@ -126,7 +126,11 @@ def set_weights(model: Model, weights: Sequence[Any]) -> None:
                 f"has dtype {dtype}; convert it first (e.g. w.astype(np.{dtype}))."
             )
         new.append(jnp.asarray(array))
-    engine(model).commit(model.states.update(net_params=jax.tree.unflatten(treedef, new)))
+    params = jax.tree.unflatten(treedef, new)
+    states = model.states.update(net_params=params)
+    if states.get("ema_params") is not None:  # the average starts over from the new weights
+        states = states.update(ema_params=jax.tree.map(jnp.copy, params))
+    engine(model).commit(states)
 
 
 def _net_params(model: Model, method: str) -> Any:

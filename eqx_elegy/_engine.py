@@ -140,17 +140,24 @@ class Engine:
         return cache[layout]
 
     def evaluation(
-        self, layout: Layout, name: str, buffers: list[Any], args: tuple[Any, ...]
+        self,
+        layout: Layout,
+        name: str,
+        buffers: list[Any],
+        args: tuple[Any, ...],
+        ema: bool = False,
     ) -> Evaluation:
         """The compiled `test_step` or `pred_step` (`name`) for states of `layout`, built
-        once per layout. `args` are one step's arguments after the states; their shapes
-        and dtypes are used once, to find the leaves the step changes."""
+        once per layout (and per `ema`: on the EMA of the weights or not). `args` are one
+        step's arguments after the states; their shapes and dtypes are used once, to find
+        the leaves the step changes."""
         cache = self._compiled
-        if (layout, name) not in cache:
+        key = (layout, name, ema)
+        if key not in cache:
             steps = self.jit_steps()
-            carried = carried_leaves(steps, name, layout, buffers, args)
-            cache[layout, name] = compile_evaluation(self.model, steps, name, layout, carried)
-        return cache[layout, name]
+            carried = carried_leaves(steps, name, layout, buffers, args, ema)
+            cache[key] = compile_evaluation(self.model, steps, name, layout, carried, ema)
+        return cache[key]
 
     def initialize(self, batch: Any, class_weight: Any) -> States:
         """Run the model's init step on `batch` and commit the result."""

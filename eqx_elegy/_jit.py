@@ -207,6 +207,29 @@ class Evaluation(NamedTuple):
     chunk: Callable[..., tuple[Any, Carry]]
 
 
+def evaluation_function(steps: JitSteps, kind: StepKind, ema: bool) -> Callable[..., Any]:
+    """The function of `steps` that evaluation kind `kind` compiles: with `ema`, it runs on
+    the EMA of the weights (`states.ema_params` in place of `net_params`) and gives back
+    the states with the raw weights, as they were."""
+    fn: Callable[..., Any] = getattr(steps, str(kind.compiled))
+    if not ema:
+        return fn
+
+    def on_ema(states: States, *args: Any) -> Any:
+        swapped = states.update(net_params=states.ema_params)
+        out, new = fn(swapped, *args)
+        if all(
+            a is b
+            for a, b in zip(
+                jax.tree.leaves(new.net_params), jax.tree.leaves(swapped.net_params), strict=True
+            )
+        ) and jax.tree.structure(new.net_params) == jax.tree.structure(swapped.net_params):
+            new = new.update(net_params=states.net_params)
+        return out, new
+
+    return on_ema
+
+
 def _counter_args(kind: StepKind, counter: Any) -> tuple[Any, ...]:
     """The `epoch` and `step` arguments of step `kind` from `counter`, `[epoch, step]` in
     one int32 array (one argument crossing into the compiled call instead of two)."""
@@ -360,15 +383,20 @@ class _Carried(NamedTuple):
 
 
 def carried_leaves(
-    steps: JitSteps, name: str, layout: Layout, buffers: list[Any], args: tuple[Any, ...]
+    steps: JitSteps,
+    name: str,
+    layout: Layout,
+    buffers: list[Any],
+    args: tuple[Any, ...],
+    ema: bool = False,
 ) -> _Carried:
     """The leaves of the states that the evaluation step `name` (`test_step` or
     `pred_step`) changes, for states of `layout`: found by tracing it once, abstractly,
     and checking which leaves it passes through untouched. `args` are one step's
     arguments after the states, the counter last (only their shapes and dtypes are
-    used)."""
+    used). `ema`: the step runs on the EMA weights (see `evaluation_function`)."""
     kind = KINDS[name]
-    fn = getattr(steps, str(kind.compiled))
+    fn = evaluation_function(steps, kind, ema)
     found: list[_Carried] = []
 
     def probe(buffers: list[Any], *args: Any) -> Any:
@@ -391,12 +419,13 @@ def carried_leaves(
 
 
 def compile_evaluation(
-    model: Model, steps: JitSteps, name: str, layout: Layout, carried: _Carried
+    model: Model, steps: JitSteps, name: str, layout: Layout, carried: _Carried, ema: bool = False
 ) -> Evaluation:
     """The compiled `test_step` or `pred_step` (`name`) of `model` for states of the given
-    layout, carrying the leaves `carried` names (see `Evaluation`)."""
+    layout, carrying the leaves `carried` names (see `Evaluation`); with `ema`, on the EMA
+    of the weights."""
     kind = KINDS[name]
-    fn = getattr(steps, str(kind.compiled))
+    fn = evaluation_function(steps, kind, ema)
     jit = steps.jit
     owner = type(model).__name__
     reset = _metrics_reset(model) if kind.packed_logs else None

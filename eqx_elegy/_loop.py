@@ -345,8 +345,11 @@ class _Evaluating:
     """A test or prediction under way: the states' buffers, which it leaves as they are,
     and the buffers of the leaves the step changes, carried from step to step."""
 
-    def __init__(self, model: Model, buffers: list[Any], layout: Layout, name: str):
+    def __init__(
+        self, model: Model, buffers: list[Any], layout: Layout, name: str, use_ema: bool = True
+    ):
         self.model, self.buffers, self.layout, self.name = model, buffers, layout, name
+        self.ema = use_ema and model.ema_decay is not None
         self.fns: Evaluation | None = None
         self.carry: Carry = []
 
@@ -354,7 +357,9 @@ class _Evaluating:
         """Run `chunk` (whose batch, or its inputs alone, is `data`); return the outputs."""
         if self.fns is None:
             args = (_abstract(data, chunk.stacked), *fixed, _counter(0, 0))
-            self.fns = engine(self.model).evaluation(self.layout, self.name, self.buffers, args)
+            self.fns = engine(self.model).evaluation(
+                self.layout, self.name, self.buffers, args, self.ema
+            )
             self.carry = self.fns.start(self.buffers)
         fn = self.fns.chunk if chunk.stacked else self.fns.step
         out, self.carry = fn(self.buffers, self.carry, data, *fixed)
@@ -374,16 +379,18 @@ def _run_test(
     callbacks: CallbackList,
     steps: int | None,
     spe: int,
+    use_ema: bool = True,
 ) -> dict[str, float]:
     """The logs of the test step over `data`, from the states in `buffers` (left as they
-    are), with the metrics reset first."""
+    are), with the metrics reset first; on the EMA weights when the model keeps them,
+    unless `use_ema` is False."""
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
     tick = callbacks.throttled("on_test_batch_end")
     logs: Any = None
     stacked = False
     step = 0
-    run = _Evaluating(model, buffers, layout, "test_step")
+    run = _Evaluating(model, buffers, layout, "test_step", use_ema)
     for chunk in _feed(model, data, 0, spe, steps):
         if batch_hooks:
             for i in range(chunk.steps):
@@ -608,6 +615,7 @@ def evaluate(
     steps: int | None,
     callbacks: Sequence[Callback] | None,
     steps_per_execution: int | None,
+    use_ema: bool = True,
 ) -> dict[str, float]:
     """`Model.evaluate`: the logs over the data; the model's states are not changed."""
     _check_int("batch_size", batch_size, 1)
@@ -628,7 +636,7 @@ def evaluate(
     run = engine(model)
     if not model.initialized:
         run.initialize(data.first_batch(), None)
-    return _run_test(model, *run.flat_states(), data, cbs, steps, spe)
+    return _run_test(model, *run.flat_states(), data, cbs, steps, spe, use_ema)
 
 
 def predict(
@@ -640,6 +648,7 @@ def predict(
     steps: int | None,
     callbacks: Sequence[Callback] | None,
     steps_per_execution: int | None,
+    use_ema: bool = True,
 ) -> Any:
     """`Model.predict`: the predictions for every example, concatenated on the host."""
     _check_int("batch_size", batch_size, 1)
@@ -654,7 +663,7 @@ def predict(
     )
     if not model.initialized:
         engine(model).initialize(data.first_batch(), None)
-    run = _Evaluating(model, *engine(model).flat_states(), "pred_step")
+    run = _Evaluating(model, *engine(model).flat_states(), "pred_step", use_ema)
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
     tick = cbs.throttled("on_predict_batch_end")
     cbs.on_predict_begin()

@@ -85,6 +85,7 @@ class Model(eqx.Module):
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
     strategy: Strategy | None = eqx.field(default=None, kw_only=True)
     trainable: Any = eqx.field(default=None, kw_only=True)
+    ema_decay: float | None = eqx.field(default=None, kw_only=True, static=True)
     states: States = eqx.field(default=None, kw_only=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -109,6 +110,18 @@ class Model(eqx.Module):
             if self.module_state is None:
                 self.module_state = eqx.nn.State(self.module)
             self.module = eqx.nn.delete_init_state(self.module)
+        if self.ema_decay is not None:
+            decay = self.ema_decay
+            if isinstance(decay, bool) or not isinstance(decay, int | float | np.floating):
+                raise TypeError(
+                    f"ema_decay must be None or a float in (0, 1), e.g. 0.999; got "
+                    f"{type(decay).__name__} {decay!r}."
+                )
+            if not 0.0 < float(decay) < 1.0:
+                raise ValueError(
+                    f"ema_decay must be in (0, 1) (the weight of the old average at each "
+                    f"step, e.g. 0.999); got {decay!r}."
+                )
         if self.trainable is not None and self.module is not None:
             check_trainable(self.trainable, eqx.filter(self.module, eqx.is_inexact_array))
         if self.states is None:
@@ -182,6 +195,8 @@ class Model(eqx.Module):
         if self.module is not None:
             params = eqx.filter(self.module, eqx.is_inexact_array)
             states = states.update(net_params=params, net_states=self.module_state)
+            if self.ema_decay is not None:
+                states = states.update(ema_params=jax.tree.map(jnp.copy, params))
             if isinstance(self.optimizer, optax.GradientTransformation):
                 with jax.numpy_dtype_promotion("standard"):
                     opt_states = self.optimizer.init(self._split_trainable(params)[0])
@@ -350,13 +365,29 @@ class Model(eqx.Module):
         with jax.numpy_dtype_promotion("standard"):
             if initializing:
                 opt_states = optimizer.init(trainable)
-                return logs, states.maybe_update(optimizer_states=opt_states)
+                states = states.maybe_update(optimizer_states=opt_states)
+                if self.ema_decay is not None:
+                    states = states.maybe_update(
+                        ema_params=jax.tree.map(jnp.copy, states.net_params)
+                    )
+                return logs, states
             updates, optimizer_states = optimizer.update(
                 self._split_trainable(grads)[0], states.optimizer_states, trainable
             )
             trainable = optax.apply_updates(trainable, updates)
         params = self._merge_trainable(trainable, frozen)
-        return logs, states.update(net_params=params, optimizer_states=optimizer_states)
+        states = states.update(net_params=params, optimizer_states=optimizer_states)
+        if self.ema_decay is not None:
+            states = states.update(ema_params=self._ema_update(states.ema_params, trainable))
+        return logs, states
+
+    def _ema_update(self, ema_params: PyTree, trainable: PyTree) -> PyTree:
+        """`decay * ema + (1 - decay) * params` (Keras' formula) for the trainable
+        parameters; a frozen one's average stays what it is (its parameter's value)."""
+        decay = float(self.ema_decay or 0.0)
+        ema_trainable, ema_frozen = self._split_trainable(ema_params)
+        average = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_trainable, trainable)
+        return self._merge_trainable(average, ema_frozen)
 
     @default_step
     def init_step(
@@ -496,10 +527,12 @@ class Model(eqx.Module):
         callbacks: Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
         return_dict: bool = True,
+        use_ema: bool = True,
     ) -> Any:
         """Loss and metrics over the data with the current states (not changed): a dict of
         logs, or with `return_dict=False` Keras' list (the loss first; a single value
-        alone)."""
+        alone). A model with `ema_decay` is evaluated with its EMA weights unless
+        `use_ema=False`."""
         logs = _loop.evaluate(
             self,
             x=x,
@@ -510,6 +543,7 @@ class Model(eqx.Module):
             steps=steps,
             callbacks=callbacks,
             steps_per_execution=steps_per_execution,
+            use_ema=use_ema,
         )
         return logs if return_dict else _batch.as_keras_list(logs)
 
@@ -521,10 +555,12 @@ class Model(eqx.Module):
         steps: int | None = None,
         callbacks: Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
+        use_ema: bool = True,
     ) -> np.ndarray:
         """Predictions for every example of `x`, concatenated along the batch axis: a numpy
         array, or, when the module returns a pytree (a dict or tuple of outputs), that
-        pytree with numpy arrays at its leaves."""
+        pytree with numpy arrays at its leaves. A model with `ema_decay` predicts with its
+        EMA weights unless `use_ema=False`."""
         return _loop.predict(
             self,
             x=x,
@@ -533,6 +569,7 @@ class Model(eqx.Module):
             steps=steps,
             callbacks=callbacks,
             steps_per_execution=steps_per_execution,
+            use_ema=use_ema,
         )
 
     # ------------------------------------------------------------------ batch API, weights
