@@ -24,6 +24,7 @@ from ._engine import attach, engine, fields_of, known_initialized
 from ._injection import check_step_signature, default_step
 from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
+from ._remat import rematerialised
 from ._states import RNGSeq, States
 from ._steps import (
     KINDS,
@@ -86,6 +87,7 @@ class Model(eqx.Module):
     strategy: Strategy | None = eqx.field(default=None, kw_only=True)
     trainable: Any = eqx.field(default=None, kw_only=True)
     ema_decay: float | None = eqx.field(default=None, kw_only=True, static=True)
+    remat: bool = eqx.field(default=False, kw_only=True, static=True)
     states: States = eqx.field(default=None, kw_only=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -208,8 +210,8 @@ class Model(eqx.Module):
     @default_step
     def pred_step(self, x: Any, states: States, initializing: bool, training: bool) -> PredStep:
         """Predictions for batch `x`: the `module` applied per example (vmapped over the
-        batch with `axis_name="batch"`), or to the whole batch when `vmap=False`."""
-        del initializing
+        batch with `axis_name="batch"`), or to the whole batch when `vmap=False`. With
+        `remat=True`, training runs the module's blocks under `jax.checkpoint`."""
         if self.module is None:
             raise TypeError(
                 f"{type(self).__name__} has no module to predict with: pass "
@@ -220,6 +222,8 @@ class Model(eqx.Module):
             eqx.combine(states.net_params, self.module), value=not training
         )
         call = type(module).__call__
+        if self.remat and training and not initializing:
+            module = rematerialised(module)
         use_key = _accepts(call, "key")
         net_states = states.net_states
         use_state = net_states is not None and _accepts(call, "state")

@@ -40,3 +40,17 @@ def test_bench_progbar_quick_runs():
         timeout=600,
     )
     assert "verbose" in result.stdout
+
+
+def test_bench_remat_quick_measures_both_settings(tmp_path):
+    out = tmp_path / "remat.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/bench_remat.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"remat=False", "remat=True"}
+    assert all(row["temp_mib"] > 0 and row["step_ms"] > 0 for row in results.values())
