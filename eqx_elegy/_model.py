@@ -24,6 +24,7 @@ from ._engine import attach, engine, fields_of, known_initialized
 from ._injection import check_step_signature, default_step
 from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
+from ._precision import LossScale, all_finite, cast_floating, cast_like, compute_dtype, where_finite
 from ._remat import rematerialised
 from ._states import RNGSeq, States
 from ._steps import (
@@ -88,6 +89,7 @@ class Model(eqx.Module):
     trainable: Any = eqx.field(default=None, kw_only=True)
     ema_decay: float | None = eqx.field(default=None, kw_only=True, static=True)
     remat: bool = eqx.field(default=False, kw_only=True, static=True)
+    dtype_policy: str = eqx.field(default="float32", kw_only=True, static=True)
     states: States = eqx.field(default=None, kw_only=True)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -112,6 +114,7 @@ class Model(eqx.Module):
             if self.module_state is None:
                 self.module_state = eqx.nn.State(self.module)
             self.module = eqx.nn.delete_init_state(self.module)
+        compute_dtype(self.dtype_policy)  # the name is checked here, before anything runs
         if self.ema_decay is not None:
             decay = self.ema_decay
             if isinstance(decay, bool) or not isinstance(decay, int | float | np.floating):
@@ -194,6 +197,8 @@ class Model(eqx.Module):
         """The `States` a fresh model starts from: the seed's RNG and, with a `module`, its
         parameters, its `eqx.nn.State`, the metrics' states and the optimizer's state."""
         states = States(rng=RNGSeq(self.seed))
+        if self.dtype_policy == "mixed_float16":
+            states = states.update(loss_scale=LossScale.initial())
         if self.module is not None:
             params = eqx.filter(self.module, eqx.is_inexact_array)
             states = states.update(net_params=params, net_states=self.module_state)
@@ -224,6 +229,10 @@ class Model(eqx.Module):
         call = type(module).__call__
         if self.remat and training and not initializing:
             module = rematerialised(module)
+        dtype = compute_dtype(self.dtype_policy)
+        if dtype is not None:  # mixed precision: compute in `dtype`, predict float32
+            module = cast_floating(module, dtype)
+            x = cast_floating(x, dtype)
         use_key = _accepts(call, "key")
         net_states = states.net_states
         use_state = net_states is not None and _accepts(call, "state")
@@ -240,12 +249,18 @@ class Model(eqx.Module):
                 return module(xi, state=si, **kwargs)
             return module(xi, **kwargs), si
 
+        kept = net_states
+        if dtype is not None:
+            net_states = cast_floating(net_states, dtype)
         if not self.vmap:
             y_pred, net_states = apply(x, key, net_states)
         else:
             keys = None if key is None else jax.random.split(key, batch_size_of(x))
             batched = jax.vmap(apply, in_axes=(0, 0, None), out_axes=(0, None), axis_name="batch")
             y_pred, net_states = batched(x, keys, net_states)
+        if dtype is not None:
+            y_pred = cast_floating(y_pred, jnp.float32)
+            net_states = cast_like(net_states, kept)
         return y_pred, states.update(net_states=net_states)
 
     @default_step
@@ -322,15 +337,22 @@ class Model(eqx.Module):
             return loss, logs, states, jax.tree.map(jnp.zeros_like, states.net_params)
 
         trainable, frozen = self._split_trainable(states.net_params)
+        # mixed_float16: the loss is differentiated scaled up, the gradients scaled down.
+        loss_scale: LossScale | None = states.get("loss_scale")
 
-        def loss_fn(trainable: PyTree, states: States) -> tuple[Any, tuple[Any, States]]:
+        def loss_fn(trainable: PyTree, states: States) -> tuple[Any, tuple[Any, Any, States]]:
             params = self._merge_trainable(trainable, frozen)
             loss, logs, states = run_step(
                 self, "test_step", states=states.update(net_params=params), **available
             )
-            return loss, (logs, states)
+            scaled = loss if loss_scale is None else loss_scale.scaled(loss)
+            return scaled, (loss, logs, states)
 
-        (loss, (logs, states)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable, states)
+        (_, (loss, logs, states)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            trainable, states
+        )
+        if loss_scale is not None:
+            grads = loss_scale.unscaled(grads)
         if frozen is not None:
             grads = eqx.combine(grads, jax.tree.map(jnp.zeros_like, frozen))
         return loss, logs, states, grads
@@ -380,9 +402,16 @@ class Model(eqx.Module):
             )
             trainable = optax.apply_updates(trainable, updates)
         params = self._merge_trainable(trainable, frozen)
+        loss_scale: LossScale | None = states.get("loss_scale")
+        if loss_scale is not None:  # a step with overflowing gradients is skipped
+            finite = all_finite(grads)
+            params = where_finite(finite, params, states.net_params)
+            optimizer_states = where_finite(finite, optimizer_states, states.optimizer_states)
+            states = states.update(loss_scale=loss_scale.adjust(finite))
         states = states.update(net_params=params, optimizer_states=optimizer_states)
         if self.ema_decay is not None:
-            states = states.update(ema_params=self._ema_update(states.ema_params, trainable))
+            trained = self._split_trainable(params)[0]
+            states = states.update(ema_params=self._ema_update(states.ema_params, trained))
         return logs, states
 
     def _ema_update(self, ema_params: PyTree, trainable: PyTree) -> PyTree:
