@@ -58,9 +58,11 @@ def rematerialised(module: Any) -> Any:
         if _is_block(node, module)
     ]
     if not blocks:
-        return Rematerialised(module)
+        # pyright reads StatefulLayer's abstract `__call__` as a dataclass field.
+        return Rematerialised(inner=module)  # pyright: ignore[reportCallIssue]
 
     def where(m: Any) -> list[Any]:
         return [n for n in jax.tree.leaves(m, is_leaf=lambda n: _is_block(n, m)) if _is_block(n, m)]
 
-    return eqx.tree_at(where, module, [Rematerialised(block) for block in blocks])
+    wrapped = [Rematerialised(inner=block) for block in blocks]  # pyright: ignore[reportCallIssue]
+    return eqx.tree_at(where, module, wrapped)
