@@ -218,12 +218,15 @@ def evaluation_function(steps: JitSteps, kind: StepKind, ema: bool) -> Callable[
     def on_ema(states: States, *args: Any) -> Any:
         swapped = states.update(net_params=states.ema_params)
         out, new = fn(swapped, *args)
-        if all(
+        # The step left the weights as it got them: give back the raw ones, untouched.
+        got: Any = jax.tree.structure(new.net_params)  # jax's PyTreeDef, which mypy
+        given: Any = jax.tree.structure(swapped.net_params)  # cannot compare
+        if got == given and all(
             a is b
             for a, b in zip(
                 jax.tree.leaves(new.net_params), jax.tree.leaves(swapped.net_params), strict=True
             )
-        ) and jax.tree.structure(new.net_params) == jax.tree.structure(swapped.net_params):
+        ):
             new = new.update(net_params=states.net_params)
         return out, new
 

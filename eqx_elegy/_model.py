@@ -549,6 +549,37 @@ class Model(eqx.Module):
             steps_per_execution=steps_per_execution,
         )
 
+    @overload
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int = 1,
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        steps_per_execution: int | None = None,
+        return_dict: Literal[True] = True,
+        use_ema: bool = True,
+    ) -> dict[str, float]: ...
+
+    @overload
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int = 1,
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        steps_per_execution: int | None = None,
+        *,
+        return_dict: Literal[False],
+        use_ema: bool = True,
+    ) -> float | list[float]: ...
+
     def evaluate(
         self,
         x: Any = None,
@@ -561,7 +592,7 @@ class Model(eqx.Module):
         steps_per_execution: int | None = None,
         return_dict: bool = True,
         use_ema: bool = True,
-    ) -> Any:
+    ) -> dict[str, float] | float | list[float]:
         """Loss and metrics over the data with the current states (not changed): a dict of
         logs, or with `return_dict=False` Keras' list (the loss first; a single value
         alone). A model with `ema_decay` is evaluated with its EMA weights unless
