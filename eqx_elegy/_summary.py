@@ -92,8 +92,8 @@ def _split_count(
     trainable = count([a for a, t in zip(leaves, trains, strict=True) if t])
     frozen = [a for a, t in zip(leaves, trains, strict=True) if not t]
     if isinstance(net_states, eqx.nn.State):
-        for index in jax.tree.leaves(params, is_leaf=_is_state_index):
-            if _is_state_index(index):
+        for index in jax.tree.leaves(params, is_leaf=is_state_index):
+            if is_state_index(index):
                 frozen.extend(_arrays(net_states.get(index)))
     return (*trainable, *count(frozen))
 
@@ -119,7 +119,8 @@ def totals(states: States, frozen_ids: frozenset[int] = frozenset()) -> dict[str
 # ---------------------------------------------------------------------------- paths
 
 
-def _is_state_index(node: Any) -> bool:
+def is_state_index(node: Any) -> bool:
+    """Whether `node` is an `eqx.nn.StateIndex`, a handle into `eqx.nn.State`."""
     return isinstance(node, eqx.nn.StateIndex)
 
 
@@ -129,7 +130,7 @@ def _is_module(node: Any) -> bool:
 
 def _is_layer(node: Any) -> bool:
     """Submodules shown as rows: equinox modules, except the handles into `eqx.nn.State`."""
-    return isinstance(node, eqx.Module) and not _is_state_index(node)
+    return isinstance(node, eqx.Module) and not is_state_index(node)
 
 
 def _key_str(key: Any) -> str:
