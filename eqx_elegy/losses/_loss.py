@@ -18,8 +18,9 @@ EPSILON = 1e-7
 
 
 def snake_case(name: str) -> str:
-    """`SparseCategoricalCrossentropy` -> `sparse_categorical_crossentropy`, `AUC` -> `auc`."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])|(?<=[a-z])(?=[A-Z])", "_", name).lower()
+    """Keras' `to_snake_case`: `SparseCategoricalCrossentropy` -> `sparse_categorical_crossentropy`,
+    `KLDivergence` -> `kl_divergence`, `AUC` -> `auc`."""
+    return re.sub(r"(?<=[^_])(?=[A-Z][a-z])|(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
 def float_dtype(x: Array) -> jnp.dtype:
