@@ -2,7 +2,7 @@
 
 Owned by the metrics engineer. The losses engineer owns the regression and
 probabilistic metrics (listed in `LOSSES_OWNED`) and tests them in
-tests/test_keras_losses.py; the enumeration below notices a class Keras adds later.
+tests/test_keras_regression_metrics.py; the enumeration below notices a class Keras adds later.
 
 Each case feeds the same inputs, in two batches with sample weights, to Keras 3 (the
 jax backend) and to our metric, and compares the accumulated values within 1e-5

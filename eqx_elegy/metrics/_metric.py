@@ -153,7 +153,8 @@ class MeanMetricWrapper(Mean):
 
     `fn` returns one value per example (or per element; extra axes are averaged
     per example). The keyword arguments are passed to `fn` on every call, as in
-    Keras. A plain function or a `Loss` passed in `metrics=` is wrapped in this.
+    Keras. A plain function passed in `metrics=` is wrapped in this (a `Loss` becomes
+    a `LossMean`, which also honours the loss's masks).
     The name defaults to `fn`'s.
     """
 
