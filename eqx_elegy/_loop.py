@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from ._export import remember_inputs
 from ._jit import (
     Carry,
     Evaluation,
@@ -444,6 +445,7 @@ def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: A
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
+    remember_inputs(model, data)
     return initialize(model, data.first_batch(), _class_weight(class_weight))
 
 
@@ -547,6 +549,7 @@ def fit(
         model,
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
+    remember_inputs(model, train)
     if not model.initialized:
         initialize(model, train.first_batch(), cw)
     live = _Live(model, _placed(model, _owned(model.states)))
@@ -652,6 +655,7 @@ def evaluate(
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
+    remember_inputs(model, data)
     if not model.initialized:
         initialize(model, data.first_batch(), None)
     return _run_test(model, *_flat_states(model), data, cbs, steps, spe)
@@ -678,6 +682,7 @@ def predict(
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
+    remember_inputs(model, data)
     if not model.initialized:
         initialize(model, data.first_batch(), None)
     run = _Evaluating(model, *_flat_states(model), "pred_step")

@@ -58,10 +58,12 @@ def _has_state(module: Any) -> bool:
 
 
 def _batch_size(x: Any) -> int:
+    """The batch size of `x`: a Python int, or a symbolic dimension when `x` is traced for
+    `export` (so never `int()` it)."""
     leaves = jax.tree.leaves(x)
     if not leaves or not getattr(leaves[0], "shape", ()):
         raise ValueError("x must contain arrays with a leading batch dimension.")
-    return int(leaves[0].shape[0])
+    return leaves[0].shape[0]
 
 
 class Model(eqx.Module):
@@ -86,6 +88,8 @@ class Model(eqx.Module):
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
     strategy: Any = eqx.field(default=None, kw_only=True)
     states: States = eqx.field(default=None, kw_only=True)
+    # The structure of `x` the model was built with (`_export.InputSpec`), for `export`.
+    _input_spec: Any = eqx.field(default=None, init=False, static=True, repr=False)
 
     stop_training = False
     # Set by `fit` (Keras' convention): the History of the latest fit, also when it was
@@ -596,6 +600,24 @@ class Model(eqx.Module):
         from ._checkpoint import load
 
         load(self, path, weights_only=weights_only)
+
+    def export(
+        self, path: str | os.PathLike[str], *, platforms: Sequence[str] | str | None = None
+    ) -> None:
+        """Write the model's prediction to directory `path` so that it runs without the
+        model's code: `pred_step` in inference mode, as `predict` runs it, serialised with
+        `jax.export` with a symbolic batch dimension, plus its weights (stored beside the
+        function, not inside it) and a JSON manifest. Load it with
+        `eqx_elegy.load_exported(path)`, which needs only jax and numpy.
+
+        The model must have seen inputs (`init`, `fit`, `evaluate` or `predict`): the
+        structure it was built with is the one exported. `platforms` defaults to the one
+        jax runs on; e.g. `("cpu", "cuda")` lowers one artifact for both. `path` must be
+        new, empty or an earlier export; anything else is refused.
+        """
+        from ._export import export
+
+        export(self, path, platforms)
 
     # ------------------------------------------------------------------ distribution
 
