@@ -40,3 +40,21 @@ def test_bench_progbar_quick_runs():
         timeout=600,
     )
     assert "verbose" in result.stdout
+
+
+def test_bench_export_quick_measures_both_sides(tmp_path):
+    out = tmp_path / "export.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/bench_export.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"small 64-32-10", "medium 64-256-256-10"}
+    for rows in report["results"].values():
+        assert set(rows) == {"32", "256"}
+        for r in rows.values():
+            assert r["rows_per_s"]["predict"] > 0 and r["rows_per_s"]["exported"] > 0
+            assert r["ratio"] > 0
