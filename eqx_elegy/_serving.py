@@ -282,6 +282,7 @@ class ExportedModel:
         self.outputs: list[dict[str, Any]] = manifest["outputs"]
         self._weights = weights
         self._x_tree = exported.in_tree.children()[0].children()[1]
+        self._x_names = _paths(self._x_tree)
         self._x_avals = exported.in_avals[len(manifest["weights"]["arrays"]) :]
         self._call = jax.jit(exported.call)
 
@@ -299,15 +300,14 @@ class ExportedModel:
         try:
             leaves = self._x_tree.flatten_up_to(x)
         except (ValueError, TypeError):
-            expected = ", ".join(_paths(self._x_tree))
+            expected = ", ".join(self._x_names)
             raise TypeError(
                 f"x must have the structure the model was exported with ({expected}), got "
                 f"{jax.tree.structure(x)}."
             ) from None
-        names = _paths(self._x_tree)
         arrays = [
             self._checked(name, leaf, aval)
-            for name, leaf, aval in zip(names, leaves, self._x_avals, strict=True)
+            for name, leaf, aval in zip(self._x_names, leaves, self._x_avals, strict=True)
         ]
         sizes = {int(a.shape[0]) for a in arrays}
         if len(sizes) > 1:

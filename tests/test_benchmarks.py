@@ -56,5 +56,5 @@ def test_bench_export_quick_measures_both_sides(tmp_path):
     for rows in report["results"].values():
         assert set(rows) == {"32", "256"}
         for r in rows.values():
-            assert r["rows_per_s"]["predict"] > 0 and r["rows_per_s"]["exported"] > 0
-            assert r["ratio"] > 0
+            assert all(r["rows_per_s"][k] > 0 for k in ("predict", "load_exported", "plain"))
+            assert r["ratio"]["load_exported"] > 0 and r["ratio"]["plain"] > 0
