@@ -18,15 +18,17 @@ shape and dtype) the first time it sees data, in `init`, `fit`, `evaluate` or `p
 
 from __future__ import annotations
 
-import copy
+import io
 import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.extend.core as jex
 import jax.numpy as jnp
@@ -41,6 +43,7 @@ from ._serving import (
     FUNCTION_FILE,
     MANIFEST,
     PLATFORMS,
+    STAGING_MARK,
     WEIGHTS_FILE,
     ExportError,
     describe_shape,
@@ -127,30 +130,80 @@ def check_platforms(platforms: Any) -> tuple[str, ...] | None:
     return tuple(platforms)
 
 
-def _is_export(directory: Path) -> bool:
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    return "a regular file" if stat.S_ISREG(mode) else "a special file"
+
+
+def _lstat(path: Path) -> os.stat_result | None:
     try:
-        read_manifest(directory)
-    except ExportError:
-        return False
-    return True
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _not_an_export(directory: Path) -> str | None:
+    """Why `directory` (a real directory) is not one of our exports, or None: its
+    manifest checks, and it holds nothing but the regular files the manifest lists."""
+    names = sorted(os.listdir(directory))
+    if MANIFEST not in names:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        return f"it holds {shown} and no {MANIFEST}"
+    try:
+        manifest = read_manifest(directory)
+    except ExportError as error:
+        return str(error)
+    listed = {MANIFEST, manifest["function"]["file"], manifest["weights"]["file"]}
+    for name in names:
+        st = _lstat(directory / name)
+        if name not in listed:
+            return f"it holds {name}, which is not part of an export"
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            return f"its {name} is {_kind(st.st_mode)}, not a regular file"
+    return None
+
+
+def _in_the_way(path: Path, *, staging: bool = False) -> str | None:
+    """Why an export may not remove what is at `path`, or None: nothing is there, an
+    empty directory, one of our exports, or (`staging`) an export's unfinished files."""
+    st = _lstat(path)
+    if st is None:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return f"it is {_kind(st.st_mode)}, not a directory"
+    names = os.listdir(path)
+    mark = _lstat(path / STAGING_MARK) if staging else None
+    if not names or (mark is not None and stat.S_ISREG(mark.st_mode)):
+        return None
+    return _not_an_export(path)
 
 
 def check_target(path: str | os.PathLike[str]) -> Path:
-    """The directory to export to: new, empty, or an earlier export (which is replaced);
-    anything else is refused before any work."""
-    target = Path(path)
-    if target.is_symlink():
+    """The directory to export to (links in `path` resolved), refused before any work
+    unless it is new, empty or an earlier export, which is replaced; the siblings an
+    export writes through must be absent or an export's own."""
+    try:
+        target = Path(path).resolve()
+    except (RuntimeError, OSError) as error:  # a link loop
+        raise ExportError(f"{os.fspath(path)} cannot be resolved ({error}).") from None
+    problem = _in_the_way(target)
+    if problem is not None:
         raise ExportError(
-            f"{target} is a symbolic link; refusing to export through it. Pass the path of "
-            "a real directory."
+            f"{target} is not an eqx_elegy export ({problem}); refusing to replace it. "
+            "Nothing was written; pass a new directory path, or an empty one."
         )
-    if target.exists() and not (
-        target.is_dir() and (not any(target.iterdir()) or _is_export(target))
-    ):
-        raise ExportError(
-            f"{target} exists and is not an eqx_elegy export; refusing to replace it. Pass a "
-            "new directory path."
-        )
+    for role in ("exporting", "previous"):
+        sibling = _sibling(target, role)
+        problem = _in_the_way(sibling, staging=role == "exporting")
+        if problem is not None:
+            raise ExportError(
+                f"{sibling} is in the way of the export to {target} ({problem}); an export "
+                "writes through that name, so it refuses to remove it. Nothing was written; "
+                "move it away."
+            )
     return target
 
 
@@ -274,8 +327,9 @@ def _callbacks(jaxpr: Any) -> list[str]:
 def _prediction(model: Model) -> Callable[[Any, Any], Any]:
     """`(states, x) -> y_pred`: the model's `pred_step` as `predict` runs it (its first
     batch's random keys), without a distribution strategy."""
-    plain = copy.copy(model)
-    object.__setattr__(plain, "strategy", None)
+    plain = model
+    if model.strategy is not None:
+        plain = eqx.tree_at(lambda m: m.strategy, model, None, is_leaf=lambda x: x is None)
     pred = plain.jit_step().pred
 
     def predict(states: Any, x: Any) -> Any:
@@ -323,11 +377,14 @@ def export(
     def run(stored: Sequence[Any], indices: Sequence[int], x: Any) -> Any:
         """The prediction from the stored forms of the leaves `indices`; every other
         array leaf is zeros (never read: it was found unused)."""
+        given = dict(zip(indices, stored, strict=True))
         full = list(leaves)
-        for i in arrays:
-            full[i] = jnp.zeros(np.shape(leaves[i]), leaves[i].dtype)
-        for k, value in zip(indices, stored, strict=True):
-            full[arrays[k]] = weights[k].decode(value)
+        for k, i in enumerate(arrays):
+            full[i] = (
+                weights[k].decode(given[k])
+                if k in given
+                else jnp.zeros(np.shape(leaves[i]), leaves[i].dtype)
+            )
         return predict(jax.tree.unflatten(treedef, full), x)
 
     (batch,) = jax_export.symbolic_shape(BATCH)
@@ -448,30 +505,37 @@ def _fsync(path: Path) -> None:
 
 
 def _write(target: Path, blob: bytearray, stored: dict[str, np.ndarray], manifest: Any) -> None:
-    """Write the export into a sibling directory, then rename it into place (replacing
-    an earlier export), so that `target` never holds half an export."""
+    """Write the export into a sibling directory, then rename it into place (the earlier
+    export set aside under another sibling for the instant between the two renames,
+    where `load_exported` finds it), so that `target` never holds half an export. The
+    siblings were checked to be absent or ours (`check_target`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp, previous = _sibling(target, "exporting"), _sibling(target, "previous")
-    for leftover in (tmp, previous):
-        if leftover.is_symlink() or leftover.is_file():
-            leftover.unlink()
-        elif leftover.exists():
-            shutil.rmtree(leftover)
+    if _lstat(tmp) is not None:
+        shutil.rmtree(tmp)  # left by an export that crashed while writing
     tmp.mkdir()
+    (tmp / STAGING_MARK).touch()
     (tmp / FUNCTION_FILE).write_bytes(blob)
-    with open(tmp / WEIGHTS_FILE, "wb") as f:
-        np.savez(f, allow_pickle=False, **stored)
-    for key, name in (("function", FUNCTION_FILE), ("weights", WEIGHTS_FILE)):
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **stored)
+    (tmp / WEIGHTS_FILE).write_bytes(buffer.getvalue())
+    for key, name, data in (
+        ("function", FUNCTION_FILE, bytes(blob)),
+        ("weights", WEIGHTS_FILE, buffer.getvalue()),
+    ):
         _fsync(tmp / name)
-        manifest[key]["sha256"] = sha256(tmp / name)
+        manifest[key]["sha256"] = sha256(data)
     with open(tmp / MANIFEST, "w") as f:
         json.dump(manifest, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
+    (tmp / STAGING_MARK).unlink()  # a complete export now, known by its manifest
     _fsync(tmp)
-    if target.exists():
+    if _lstat(target) is not None:
+        if _lstat(previous) is not None:
+            shutil.rmtree(previous)
         os.replace(target, previous)
     os.replace(tmp, target)
     _fsync(target.parent)
-    if previous.exists():
+    if _lstat(previous) is not None:
         shutil.rmtree(previous)

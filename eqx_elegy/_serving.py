@@ -22,9 +22,11 @@ call it with `dict(np.load("weights.npz"))` and `x` (docs/export.md).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
+import stat
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,9 +42,11 @@ MANIFEST = "manifest.json"
 FUNCTION_FILE = "predict.jaxexport"
 WEIGHTS_FILE = "weights.npz"
 BATCH = "batch"
+STAGING_MARK = ".eqx_elegy-exporting"  # in an export's directory while it is written
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 _MAX_MANIFEST_BYTES = 16 << 20
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
 _CHECKPOINT_FORMAT = "eqx_elegy.checkpoint"
 
 
@@ -75,12 +79,28 @@ def describe_shape(shape: Sequence[Any]) -> list[int | str]:
     return [d if isinstance(d, int) else str(d) for d in shape]
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+_NO_FOLLOW = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_regular(file: Path, limit: int | None = None) -> bytes | None:
+    """The bytes of `file` if it is a regular file (read once, so that what is checked
+    is what is used), or None. A symbolic link is never followed and a named pipe never
+    blocks. More than `limit` bytes raises `ExportError`."""
+    try:
+        fd = os.open(file, _NO_FOLLOW)
+    except OSError:  # missing, a link (ELOOP), unreadable
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = f.read() if limit is None else f.read(limit + 1)
+    if limit is not None and len(data) > limit:
+        raise ExportError(f"{file} is larger than {limit >> 20} MiB; it is not an export's.")
+    return data
 
 
 def _aval(shape: Sequence[Any], dtype: Any) -> str:
@@ -104,7 +124,8 @@ def _malformed(where: Path, problem: str) -> ExportError:
 
 
 def _is_plain_name(name: Any) -> bool:
-    return isinstance(name, str) and name == Path(name).name and not name.startswith(".")
+    """A child of the export's directory: no separator, not hidden, not `.` or `..`."""
+    return isinstance(name, str) and _PLAIN_NAME.fullmatch(name) is not None
 
 
 def _is_shape(shape: Any, symbolic: bool) -> bool:
@@ -138,13 +159,16 @@ def _file_entry_ok(entry: Any) -> bool:
 def read_manifest(directory: Path) -> dict[str, Any]:
     """The checked manifest of the export in `directory`."""
     where = directory / MANIFEST
-    if where.is_symlink() or not where.is_file():
-        raise ExportError(f"{directory} is not an eqx_elegy export: it has no {MANIFEST}.")
-    if where.stat().st_size > _MAX_MANIFEST_BYTES:
-        raise _malformed(where, f"it is larger than {_MAX_MANIFEST_BYTES >> 20} MiB")
+    raw = read_regular(where, _MAX_MANIFEST_BYTES)
+    if raw is None:
+        raise ExportError(
+            f"{directory} is not an eqx_elegy export: it has no {MANIFEST} (a regular file)."
+        )
     try:
-        manifest = json.loads(where.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        manifest = json.loads(raw)
+    except RecursionError:
+        raise _malformed(where, "not valid JSON (nested too deeply)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise _malformed(where, f"not valid JSON ({error})") from None
     if isinstance(manifest, dict) and manifest.get("format") == _CHECKPOINT_FORMAT:
         raise ExportError(
@@ -197,25 +221,26 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- files
 
 
-def _artifact_file(directory: Path, entry: Mapping[str, Any]) -> Path:
-    """The checked path of a file the manifest names: a regular file in `directory`
-    whose SHA-256 is the manifest's."""
+def _artifact_file(directory: Path, entry: Mapping[str, Any]) -> bytes:
+    """The bytes of a file the manifest names: a regular file in `directory` whose
+    SHA-256 is the manifest's."""
     file = directory / entry["file"]
-    if file.is_symlink() or not file.is_file():
+    data = read_regular(file)
+    if data is None:
         raise ExportError(
             f"{file} is missing or not a regular file; the export at {directory} is incomplete."
         )
-    if sha256(file) != entry["sha256"]:
+    if sha256(data) != entry["sha256"]:
         raise ExportError(
             f"{file} does not match the SHA-256 in {directory / MANIFEST}: the file is corrupt, "
             "was changed after exporting, or comes from another export. Export the model again."
         )
-    return file
+    return data
 
 
-def _deserialize(file: Path) -> jax_export.Exported:
+def _deserialize(file: Path, data: bytes) -> jax_export.Exported:
     try:
-        return jax_export.deserialize(bytearray(file.read_bytes()))
+        return jax_export.deserialize(bytearray(data))
     except Exception as error:
         raise ExportError(
             f"{file} could not be deserialised by jax.export ({type(error).__name__}: {error}); "
@@ -224,12 +249,12 @@ def _deserialize(file: Path) -> jax_export.Exported:
         ) from None
 
 
-def _read_weights(file: Path, table: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    """The arrays of `weights.npz`, exactly those the manifest lists, with its shapes and
-    dtypes; read without pickle."""
+def _read_weights(file: Path, data: bytes, table: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The arrays of `weights.npz` (its bytes `data`), exactly those the manifest lists,
+    with its shapes and dtypes; read without pickle."""
     expected = {leaf["name"]: leaf for leaf in table}
     try:
-        with np.load(file, allow_pickle=False) as npz:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             names = list(npz.files)
             if sorted(names) != sorted(expected):
                 missing = sorted(set(expected) - set(names))
@@ -403,6 +428,9 @@ def load_exported(path: str | os.PathLike[str]) -> ExportedModel:
     """
     require_flatbuffers("load_exported")
     directory = Path(path)
+    previous = directory.with_name(f".{directory.name}.previous")
+    if not directory.exists() and previous.is_dir():
+        directory = previous  # an export replacing this one stopped between two renames
     if not directory.is_dir():
         raise ExportError(f"No export found at {directory}: it is not a directory.")
     manifest = read_manifest(directory)
@@ -412,8 +440,13 @@ def load_exported(path: str | os.PathLike[str]) -> ExportedModel:
             f"The export at {directory} was lowered for {manifest['platforms']}, and jax runs "
             f"on {here!r} here. Export it with platforms=({here!r}, ...) to run it here."
         )
-    exported = _deserialize(_artifact_file(directory, manifest["function"]))
-    weights_file = _artifact_file(directory, manifest["weights"])
-    weights = _read_weights(weights_file, manifest["weights"]["arrays"])
+    function = directory / manifest["function"]["file"]
+    exported = _deserialize(function, _artifact_file(directory, manifest["function"]))
+    weights_file = directory / manifest["weights"]["file"]
+    weights = _read_weights(
+        weights_file,
+        _artifact_file(directory, manifest["weights"]),
+        manifest["weights"]["arrays"],
+    )
     _check_function(directory, manifest, exported, weights)
     return ExportedModel(directory, manifest, exported, jax.device_put(weights))

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -417,7 +418,12 @@ def test_the_input_structure_is_remembered_from_the_first_data(tmp_path):
     spec = model._input_spec
     assert spec.shapes == ((64,), (3,)) and [d.name for d in spec.dtypes] == ["float32"] * 2
     # Copies keep it, and so does a reset (the model is still built for these inputs).
-    for copied in (copy.deepcopy(model), model.distributed(elegy.DataParallel())):
+    copies = (
+        copy.deepcopy(model),
+        pickle.loads(pickle.dumps(model)),
+        model.distributed(elegy.DataParallel()),
+    )
+    for copied in copies:
         assert copied._input_spec == spec
     model.reset()
     assert model._input_spec == spec
@@ -466,8 +472,16 @@ def _states_leaves(model: elegy.Model) -> list[np.ndarray]:
     ]
 
 
-def test_export_refuses_a_path_that_is_not_an_export(tmp_path):
-    model = _build("override")
+def _refusal(target: Path, problem: str) -> str:
+    return (
+        f"{target} is not an eqx_elegy export ({problem}); refusing to replace it. Nothing "
+        "was written; pass a new directory path, or an empty one."
+    )
+
+
+def test_export_refuses_a_path_that_is_not_an_export(tmp_path, exported):
+    folder, models = exported
+    model = models["override"]
     before = _states_leaves(model)
     file = tmp_path / "file.txt"
     file.write_text("keep me")
@@ -475,31 +489,72 @@ def test_export_refuses_a_path_that_is_not_an_export(tmp_path):
     full.mkdir()
     (full / "notes.txt").write_text("keep me too")
     ckpt = tmp_path / "ckpt"
-    _build("mlp").save(ckpt)
+    models["mlp"].save(ckpt)
     ckpt_files = sorted(p.name for p in ckpt.iterdir())
-    for target in (file, full, ckpt):
+    grown = Path(shutil.copytree(folder / "mlp", tmp_path / "grown"))
+    (grown / "extra.txt").write_text("not part of an export")
+    link = tmp_path / "link-to-file"
+    link.symlink_to(file)
+    cases = [
+        (file, "it is a regular file, not a directory"),
+        (link, "it is a regular file, not a directory"),  # links are followed, then checked
+        (full, "it holds notes.txt and no manifest.json"),
+        (
+            ckpt,
+            f"{ckpt} is an eqx_elegy checkpoint (written by model.save), not an export; load it "
+            "with model.load, or write an export with model.export.",
+        ),
+        (grown, "it holds extra.txt, which is not part of an export"),
+    ]
+    for target, problem in cases:
         with pytest.raises(elegy.ExportError) as info:
             model.export(target)
-        assert str(info.value) == (
-            f"{target} exists and is not an eqx_elegy export; refusing to replace it. Pass a "
-            "new directory path."
-        )
+        assert str(info.value) == _refusal(target.resolve(), problem)
     assert file.read_text() == "keep me" and (full / "notes.txt").read_text() == "keep me too"
     assert sorted(p.name for p in ckpt.iterdir()) == ckpt_files
-    link = tmp_path / "link"
-    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    with pytest.raises(elegy.ExportError, match="is a symbolic link; refusing to export"):
-        model.export(link)
-    assert not (tmp_path / "elsewhere").exists()
+    assert (grown / "extra.txt").exists() and link.is_symlink()
     for a, b in zip(before, _states_leaves(model), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-def test_export_replaces_an_earlier_export_and_accepts_an_empty_directory(tmp_path):
+def test_export_leaves_siblings_that_are_not_its_own(tmp_path, exported):
+    _, models = exported
+    (tmp_path / ".exp.previous").mkdir()
+    (tmp_path / ".exp.previous" / "mine.txt").write_text("keep")
+    with pytest.raises(elegy.ExportError) as info:
+        models["override"].export(tmp_path / "exp")
+    assert str(info.value) == (
+        f"{tmp_path / '.exp.previous'} is in the way of the export to {tmp_path / 'exp'} (it "
+        "holds mine.txt and no manifest.json); an export writes through that name, so it "
+        "refuses to remove it. Nothing was written; move it away."
+    )
+    assert (tmp_path / ".exp.previous" / "mine.txt").read_text() == "keep"
+    assert not (tmp_path / "exp").exists()
+    # An export's own unfinished files (from a crash while writing) are cleared.
+    shutil.rmtree(tmp_path / ".exp.previous")
+    (tmp_path / ".exp.exporting").mkdir()
+    (tmp_path / ".exp.exporting" / ".eqx_elegy-exporting").touch()
+    (tmp_path / ".exp.exporting" / "predict.jaxexport").write_bytes(b"half")
+    models["override"].export(tmp_path / "exp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]
+
+
+def test_export_through_a_link_writes_where_it_points(tmp_path, exported):
+    _, models = exported
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    models["override"].export(tmp_path / "link")
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / MANIFEST).is_file()
+    x = _inputs("override", 3)
+    np.testing.assert_allclose(
+        elegy.load_exported(tmp_path / "link")(x)[0], models["override"].predict(x)[0], atol=1e-6
+    )
+
+
+def test_export_replaces_an_earlier_export_and_accepts_an_empty_directory(tmp_path, exported):
+    _, models = exported
     x = digits(5)[0]
     (tmp_path / "exp").mkdir()
-    first = _build("override")
-    first.export(tmp_path / "exp")
+    models["override"].export(tmp_path / "exp")
     second = mlp_model()
     second.init(x)
     second.export(tmp_path / "exp")
@@ -507,6 +562,12 @@ def test_export_replaces_an_earlier_export_and_accepts_an_empty_directory(tmp_pa
         elegy.load_exported(tmp_path / "exp")(x), second.predict(x), atol=1e-5
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp"]  # no leftovers
+    # Stopped between its two renames, a replacement leaves the old export beside the
+    # path, where load_exported finds it.
+    (tmp_path / "exp").rename(tmp_path / ".exp.previous")
+    np.testing.assert_allclose(
+        elegy.load_exported(tmp_path / "exp")(x), second.predict(x), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -677,8 +738,8 @@ def test_load_refuses_what_is_not_an_export(tmp_path, exported):
     assert _load_error(tmp_path / "nothing") == (
         f"No export found at {tmp_path / 'nothing'}: it is not a directory."
     )
-    assert (
-        _load_error(tmp_path) == f"{tmp_path} is not an eqx_elegy export: it has no manifest.json."
+    assert _load_error(tmp_path) == (
+        f"{tmp_path} is not an eqx_elegy export: it has no manifest.json (a regular file)."
     )
     _, models = exported
     models["mlp"].save(tmp_path / "ckpt")
