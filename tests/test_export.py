@@ -236,6 +236,55 @@ def test_served_without_the_model_code_equals_predict(exported):
             np.testing.assert_allclose(outputs[f"plain_{i}"], leaf, atol=1e-5, rtol=0)
 
 
+_RECIPE = """
+import importlib.abc, sys
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"equinox", "optax", "eqx_elegy"}:
+            raise ImportError(f"the plain jax.export recipe must not import {name}")
+        return None
+
+sys.meta_path.insert(0, Refuse())
+import jax
+import numpy as np
+
+x = np.load("x.npy")
+RECIPE
+np.save("logits.npy", np.asarray(logits))
+"""
+
+
+def _documented_recipe() -> str:
+    """The code block of docs/export.md's "Serving with plain JAX" section."""
+    text = (ROOT / "docs" / "export.md").read_text()
+    section = text.split("## Serving with plain JAX", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_plain_jax_recipe_runs_without_eqx_elegy(exported, tmp_path):
+    """The docs' three lines, verbatim, where neither eqx_elegy nor equinox can be imported."""
+    folder, models = exported
+    recipe = _documented_recipe()
+    assert len(recipe.strip().splitlines()) == 3, recipe
+    shutil.copytree(folder / "mlp", tmp_path / "digits-mlp")
+    x = digits(9)[0]
+    np.save(tmp_path / "x.npy", x)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+    env["JAX_PLATFORMS"] = "cpu"
+    result = subprocess.run(
+        [sys.executable, "-c", _RECIPE.replace("RECIPE", recipe)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    logits = np.load(tmp_path / "logits.npy")
+    np.testing.assert_allclose(logits, models["mlp"].predict(x[:5]), atol=1e-5, rtol=0)
+
+
 def test_load_exported_in_process_matches_predict_and_describes_io(exported):
     folder, models = exported
     f = elegy.load_exported(folder / "dict")
@@ -374,6 +423,30 @@ def test_a_user_filter_jit_step_exports_only_what_it_reads(tmp_path):
     np.testing.assert_allclose(
         elegy.load_exported(tmp_path / "jitted")(x), model.predict(x), atol=1e-5
     )
+
+
+class Pair(eqx.Module):
+    """A tuple in: (image, a scalar per example)."""
+
+    linear: eqx.nn.Linear
+
+    def __call__(self, x: tuple[Any, Any]) -> Any:
+        image, scale = x
+        return self.linear(image) * scale
+
+
+def test_tuple_inputs_export_for_any_batch(tmp_path):
+    model = elegy.Model(module=Pair(eqx.nn.Linear(64, 10, key=jax.random.key(2))))
+    image = digits(33)[0]
+    x = (image, np.linspace(0.5, 2.0, 33, dtype=np.float32))
+    model.init(jax.tree.map(lambda a: a[:4], x))
+    model.export(tmp_path / "pair")
+    f = elegy.load_exported(tmp_path / "pair")
+    assert [leaf["path"] for leaf in f.inputs] == ["x[0]", "x[1]"]
+    assert [leaf["shape"] for leaf in f.inputs] == [["batch", 64], ["batch"]]
+    for n in SIZES:
+        batch = jax.tree.map(lambda a, n=n: a[:n], x)
+        np.testing.assert_allclose(f(batch), model.predict(batch), atol=1e-5, rtol=0)
 
 
 def test_a_distributed_model_exports_for_one_device(tmp_path):
@@ -712,6 +785,16 @@ def test_without_flatbuffers_export_and_load_say_what_to_install(tmp_path, monke
     assert not (tmp_path / "exp").exists()
 
 
+def test_flatbuffers_is_declared_for_export_and_for_the_tests():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for extra in ("export", "test"):
+        assert any(r.split(">")[0].strip() == "flatbuffers" for r in extras[extra]), extra
+
+
 # ---------------------------------------------------------------------------- load errors
 
 
@@ -816,6 +899,24 @@ def test_load_refuses_a_symlinked_file(artifact, tmp_path):
     (artifact / WEIGHTS_FILE).rename(moved)
     (artifact / WEIGHTS_FILE).symlink_to(moved)
     assert "is missing or not a regular file" in _load_error(artifact)
+
+
+def test_load_refuses_a_symlinked_manifest_and_never_follows_it(artifact, tmp_path):
+    moved = tmp_path / "manifest-elsewhere.json"
+    (artifact / MANIFEST).rename(moved)
+    (artifact / MANIFEST).symlink_to(moved)  # a valid manifest, through a link
+    assert _load_error(artifact) == (
+        f"{artifact} is not an eqx_elegy export: it has no manifest.json (a regular file)."
+    )
+
+
+def test_load_refuses_a_named_pipe_without_blocking(artifact):
+    (artifact / FUNCTION_FILE).unlink()
+    os.mkfifo(artifact / FUNCTION_FILE)  # nobody writes to it: reading it would hang
+    assert _load_error(artifact) == (
+        f"{artifact / FUNCTION_FILE} is missing or not a regular file; the export at "
+        f"{artifact} is incomplete."
+    )
 
 
 def _fix_checksum(directory: Path, key: str, name: str) -> None:
