@@ -221,15 +221,15 @@ def _spec_or_raise(model: Model) -> InputSpec:
 def _host_states(model: Model) -> Any:
     states = model.states
     deleted = [
-        jax.tree_util.keystr(path)
-        for path, leaf in jax.tree_util.tree_leaves_with_path(states)
+        name
+        for name, leaf in zip(_state_paths(states), jax.tree.leaves(states), strict=True)
         if isinstance(leaf, jax.Array) and leaf.is_deleted()
     ]
     if deleted:
         raise ExportError(
             f"model.states holds arrays whose buffers were donated to a compiled step (first: "
-            f"states{deleted[0]}); this happens when a fit is stopped inside a step. Nothing "
-            "was exported."
+            f"{deleted[0]}); this happens when a fit is stopped inside a step. Nothing was "
+            "exported."
         )
     return gather_to_host(states) if jax.process_count() > 1 else states
 

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -568,7 +568,27 @@ def test_export_refuses_a_path_that_is_not_an_export(tmp_path, exported):
     (grown / "extra.txt").write_text("not part of an export")
     link = tmp_path / "link-to-file"
     link.symlink_to(file)
+    crowded = tmp_path / "crowded"
+    crowded.mkdir()
+    for name in ("e.txt", "d.txt", "c.txt", "b.txt", "a.txt"):
+        (crowded / name).write_text(name)
+    linked = Path(shutil.copytree(folder / "mlp", tmp_path / "linked"))
+    (linked / WEIGHTS_FILE).rename(tmp_path / "weights-elsewhere.npz")
+    (linked / WEIGHTS_FILE).symlink_to(tmp_path / "weights-elsewhere.npz")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / MANIFEST).write_text('{"format": "someone.else"}')
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
     cases = [
+        (crowded, "it holds a.txt, b.txt, c.txt, ... and no manifest.json"),
+        (linked, "its weights.npz is a symbolic link, not a regular file"),
+        (
+            foreign,
+            f"{foreign} is not an eqx_elegy export: the 'format' of its manifest.json is not "
+            "'eqx_elegy.export'.",
+        ),
+        (fifo, "it is a special file, not a directory"),
         (file, "it is a regular file, not a directory"),
         (link, "it is a regular file, not a directory"),  # links are followed, then checked
         (full, "it holds notes.txt and no manifest.json"),
@@ -586,6 +606,14 @@ def test_export_refuses_a_path_that_is_not_an_export(tmp_path, exported):
     assert file.read_text() == "keep me" and (full / "notes.txt").read_text() == "keep me too"
     assert sorted(p.name for p in ckpt.iterdir()) == ckpt_files
     assert (grown / "extra.txt").exists() and link.is_symlink()
+    assert sorted(p.name for p in crowded.iterdir()) == [
+        "a.txt",
+        "b.txt",
+        "c.txt",
+        "d.txt",
+        "e.txt",
+    ]
+    assert (linked / WEIGHTS_FILE).is_symlink() and (tmp_path / "weights-elsewhere.npz").is_file()
     for a, b in zip(before, _states_leaves(model), strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -765,6 +793,43 @@ def test_a_step_with_a_host_callback_gets_a_clear_error(tmp_path, cls, primitive
         f"{cls.__name__}.pred_step cannot be exported: it calls back into Python ({primitive}: "
         "jax.pure_callback, io_callback or jax.debug.print), and an exported function runs "
         "without Python. Remove the callback from the prediction."
+    )
+    assert not (tmp_path / "exp").exists()
+
+
+def test_states_whose_buffers_were_donated_are_refused(tmp_path):
+    model = LinearClassifier()
+    model.init(_inputs("override", 4))
+    jax.tree.leaves(model.states.net_params)[1].delete()  # as a donating step leaves them
+    with pytest.raises(elegy.ExportError) as info:
+        model.export(tmp_path / "exp")
+    assert str(info.value) == (
+        "model.states holds arrays whose buffers were donated to a compiled step (first: "
+        "states.net_params[1]); this happens when a fit is stopped inside a step. Nothing was "
+        "exported."
+    )
+    assert not (tmp_path / "exp").exists()
+
+
+class Pair2(NamedTuple):
+    logits: Any
+    probs: Any
+
+
+class NamedOutput(elegy.Model):
+    def pred_step(self, x: Any, states: elegy.States) -> elegy.PredStep:
+        return Pair2(x, jax.nn.softmax(x)), states
+
+
+def test_a_custom_pytree_prediction_gets_a_clear_error(tmp_path):
+    model = NamedOutput()
+    model.predict(np.ones((2, 3), np.float32))
+    with pytest.raises(elegy.ExportError) as info:
+        model.export(tmp_path / "exp")
+    message = str(info.value)
+    assert message.startswith("NamedOutput.pred_step cannot be exported: ")
+    assert message.endswith(
+        ". Inputs and predictions must be arrays, or dicts, lists and tuples of arrays."
     )
     assert not (tmp_path / "exp").exists()
 
@@ -961,6 +1026,76 @@ def test_load_refuses_files_from_different_exports(artifact, exported, tmp_path)
     assert _load_error(other) == (
         f"{other / WEIGHTS_FILE} holds other arrays than manifest.json lists (missing: "
         "['w00003'], unexpected: ['extra']); the export is damaged."
+    )
+
+
+def test_load_refuses_a_huge_or_deeply_nested_manifest(artifact):
+    (artifact / MANIFEST).write_bytes(b" " * (16 << 20) + b"{}")
+    assert _load_error(artifact) == (
+        f"{artifact / MANIFEST} is larger than 16 MiB; it is not an export's."
+    )
+    (artifact / MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
+    assert _load_error(artifact) == (
+        f"{artifact / MANIFEST} is not a valid eqx_elegy export manifest: not valid JSON (nested "
+        "too deeply). The export is damaged or was not written by Model.export; export the model "
+        "again."
+    )
+
+
+def _mismatch(artifact: Path, problem: str) -> str:
+    return (
+        f"The function in {artifact / FUNCTION_FILE} does not match the rest of the export: "
+        f"{problem}. The files come from different exports; export the model again."
+    )
+
+
+def test_load_refuses_a_manifest_that_does_not_describe_the_function(artifact):
+    manifest = json.loads((artifact / MANIFEST).read_text())
+    original = json.dumps(manifest)
+    edits = [
+        (
+            lambda m: m["inputs"][0].update(shape=["batch", 65]),
+            "its inputs are [(['batch', 64], 'float32')], manifest.json lists "
+            "[(['batch', 65], 'float32')]",
+        ),
+        (
+            lambda m: m["outputs"][0].update(dtype="float16"),
+            "its outputs are [(['batch', 10], 'float32')], manifest.json lists "
+            "[(['batch', 10], 'float16')]",
+        ),
+        (
+            lambda m: m.update(platforms=["cpu", "cuda"]),
+            "it was lowered for ['cpu'], not ['cpu', 'cuda']",
+        ),
+    ]
+    for edit, problem in edits:
+        (artifact / MANIFEST).write_text(original)
+        _rewrite(artifact, edit)
+        assert _load_error(artifact) == _mismatch(artifact, problem)
+
+
+def test_load_refuses_a_function_that_takes_other_arguments(artifact):
+    original = (artifact / FUNCTION_FILE).read_bytes()
+    # A function that takes x alone, with a manifest that vouches for its bytes.
+    other = jax.export.export(jax.jit(lambda x: x * 2))(jax.ShapeDtypeStruct((3, 64), jnp.float32))
+    (artifact / FUNCTION_FILE).write_bytes(bytes(other.serialize()))
+    _fix_checksum(artifact, "function", FUNCTION_FILE)
+    assert _load_error(artifact).startswith(
+        f"The function in {artifact / FUNCTION_FILE} does not match the rest of the export: it "
+        "takes PyTreeDef(((*,), {})), not (weights, x)."
+    )
+    # Weights that the function does not take: one array fewer in the file and manifest.
+    (artifact / FUNCTION_FILE).write_bytes(original)
+    _fix_checksum(artifact, "function", FUNCTION_FILE)
+    with np.load(artifact / WEIGHTS_FILE) as npz:
+        arrays = {k: npz[k] for k in npz.files if k != "w00003"}
+    np.savez(artifact / WEIGHTS_FILE, **arrays)
+    _fix_checksum(artifact, "weights", WEIGHTS_FILE)
+    _rewrite(artifact, lambda m: m["weights"]["arrays"].pop())
+    assert _load_error(artifact) == _mismatch(
+        artifact,
+        "it takes the weights PyTreeDef({'w00000': *, 'w00001': *, 'w00002': *, 'w00003': *}), "
+        "not the arrays manifest.json lists",
     )
 
 
