@@ -15,25 +15,32 @@ weakly: a model the user drops is freed with everything its engine compiled.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ._flat import Layout, flatten_states_on_host
 from ._jit import (
     Compiled,
     Evaluation,
     JitSteps,
-    Layout,
     carried_leaves,
     compile_evaluation,
     compile_training,
-    flatten_states_on_host,
 )
 from ._states import States
+from ._strategy import strategy_of
 
 if TYPE_CHECKING:
     from ._model import Model
     from .callbacks import History
 
 _ATTRIBUTE = "_engine"
+
+
+class Live(Protocol):
+    """The states of a fit under way (`_loop._Live`), as the engine sees them."""
+
+    def push(self) -> None:
+        """Store the latest states on the model, if they changed since the last push."""
 
 
 class Engine:
@@ -47,6 +54,7 @@ class Engine:
 
     __slots__ = (
         "_model",
+        "live",
         "initialized",
         "history",
         "stop_training",
@@ -58,6 +66,9 @@ class Engine:
 
     def __init__(self, model: Model, initialized: bool | None = None):
         self._model = weakref.ref(model)
+        # The fit under way, if any: the states it is running, which `sync` stores on the
+        # model when something reads them (see `Callback.model`).
+        self.live: Live | None = None
         self.initialized = initialized
         self.history: History | None = None
         self.stop_training = False
@@ -89,6 +100,11 @@ class Engine:
             self.initialized = initialized
         self._flat = None if flat is None else (states, *flat)
 
+    def sync(self) -> None:
+        """Bring `model.states` up to date with a fit under way (a no-op otherwise)."""
+        if self.live is not None:
+            self.live.push()
+
     # ------------------------------------------------------------------ compiled steps
 
     def jit_steps(self) -> JitSteps:
@@ -105,10 +121,9 @@ class Engine:
         flat = self._flat
         if flat is not None and flat[0] is model.states:
             return flat[1], flat[2]
-        states = model.states
-        if model.strategy is not None:
-            states = model.strategy.put_states(states)
-        leaves, layout = flatten_states_on_host(states, pack=model.strategy is None)
+        strategy = strategy_of(model)
+        states = strategy.put_states(model.states)
+        leaves, layout = flatten_states_on_host(states, pack=strategy.packs_states)
         self._flat = (model.states, leaves, layout)
         return leaves, layout
 
@@ -137,10 +152,9 @@ class Engine:
         """Run the model's init step on `batch` and commit the result."""
         model = self.model
         steps = self.jit_steps()
-        states = model.states
-        if model.strategy is not None:
-            states = model.strategy.put_states(states)
-            batch = model.strategy.put_batch(batch, False)
+        strategy = strategy_of(model)
+        states = strategy.put_states(model.states)
+        batch = strategy.put_batch(batch, False)
         states = steps.jit(steps.init)(states, batch, class_weight)
         self.commit(states, initialized=True)
         return states

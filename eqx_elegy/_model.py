@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import equinox as eqx
@@ -20,26 +20,27 @@ import optax
 from jaxtyping import PyTree
 
 from . import _checkpoint, _loop, _summary
-from ._distributed import DataParallel
 from ._engine import attach, engine, fields_of, known_initialized
-from ._injection import STEP_METHODS, check_step_signature, inject
+from ._injection import check_step_signature, default_step
 from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
 from ._states import RNGSeq, States
-from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_output
-from ._summary import SummaryRow, summary_rows
+from ._steps import (
+    KINDS,
+    GradStep,
+    InitStep,
+    PredStep,
+    TestStep,
+    TrainStep,
+    batch_size_of,
+    run_step,
+)
+from ._strategy import Strategy
+from ._summary import SummaryRow, is_state_index, summary_rows
 from .callbacks import Callback, History
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-_ALIASES: dict[str, str] = {
-    "pred_step": "PredStep",
-    "test_step": "TestStep",
-    "grad_step": "GradStep",
-    "train_step": "TrainStep",
-    "init_step": "InitStep",
-}
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
@@ -50,21 +51,8 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _is_state_index(node: Any) -> bool:
-    return isinstance(node, eqx.nn.StateIndex)
-
-
 def _has_state(module: Any) -> bool:
-    return any(_is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=_is_state_index))
-
-
-def _batch_size(x: Any) -> int:
-    """The batch size of `x`: a Python int, or a symbolic dimension when `x` is traced for
-    `export` (so never `int()` it)."""
-    leaves = jax.tree.leaves(x)
-    if not leaves or not getattr(leaves[0], "shape", ()):
-        raise ValueError("x must contain arrays with a leading batch dimension.")
-    return leaves[0].shape[0]
+    return any(is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=is_state_index))
 
 
 class Model(eqx.Module):
@@ -87,14 +75,14 @@ class Model(eqx.Module):
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
-    strategy: Any = eqx.field(default=None, kw_only=True)
+    strategy: Strategy | None = eqx.field(default=None, kw_only=True)
     states: States = eqx.field(default=None, kw_only=True)
     # The structure of `x` the model was built with (`_export.InputSpec`), for `export`.
     _input_spec: Any = eqx.field(default=None, init=False, static=True, repr=False)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in STEP_METHODS:
+        for name in KINDS:
             if name in cls.__dict__:
                 check_step_signature(cls.__name__, name, cls.__dict__[name])
 
@@ -147,37 +135,6 @@ class Model(eqx.Module):
     def _losses_and_metrics(self) -> LossesAndMetrics:
         return LossesAndMetrics.build(self.loss, self.metrics, self.loss_weights)
 
-    def _run(self, name: str, **available: Any) -> Any:
-        """Call step `name` by injection and check its output against its alias."""
-        out = inject(self, name, **available)
-        if self.check_types and name in _ALIASES:
-            net_params = None
-            if name == "grad_step" and isinstance(out, tuple) and len(out) == 4:
-                net_params = available["states"].net_params
-            batch = _batch_size(available["x"]) if name == "pred_step" and self.vmap else None
-            check_output(
-                type(self).__name__,
-                name,
-                _ALIASES[name],
-                out,
-                net_params=net_params,
-                batch_size=batch,
-            )
-        return out
-
-    def _call_default(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run the default implementation of step `name`: positional arguments bind in its
-        parameter order, injectable names it does not use are ignored, and those not given
-        are None (`initializing` and `training`: False)."""
-        default = getattr(self, f"_default_{name}")
-        params = inspect.signature(default).parameters
-        bound: dict[str, Any] = {
-            k: False if k in ("initializing", "training") else None for k in params
-        }
-        bound.update(zip(params, args, strict=False))
-        bound.update((k, v) for k, v in kwargs.items() if k in params)
-        return default(**bound)
-
     def _optimizer_or_raise(self) -> optax.GradientTransformation:
         if self.optimizer is None:
             raise TypeError(
@@ -188,6 +145,10 @@ class Model(eqx.Module):
         return self.optimizer
 
     # ------------------------------------------------------------------ steps
+    #
+    # Each default step is declared with `default_step`: type checkers see it as
+    # `(*args, **kwargs) -> Alias`, so that overrides may take any subset of the
+    # injectable names; at run time it has the signature written here.
 
     def states_step(self) -> States:
         """The `States` a fresh model starts from: the seed's RNG and, with a `module`, its
@@ -203,14 +164,10 @@ class Model(eqx.Module):
             states = states.update(metrics_states=self._losses_and_metrics().init())
         return states
 
-    def pred_step(self, *args: Any, **kwargs: Any) -> PredStep:
+    @default_step
+    def pred_step(self, x: Any, states: States, initializing: bool, training: bool) -> PredStep:
         """Predictions for batch `x`: the `module` applied per example (vmapped over the
         batch with `axis_name="batch"`), or to the whole batch when `vmap=False`."""
-        return self._call_default("pred_step", args, kwargs)
-
-    def _default_pred_step(
-        self, x: Any, states: States, initializing: bool, training: bool
-    ) -> PredStep:
         del initializing
         if self.module is None:
             raise TypeError(
@@ -241,16 +198,13 @@ class Model(eqx.Module):
         if not self.vmap:
             y_pred, net_states = apply(x, key, net_states)
         else:
-            keys = None if key is None else jax.random.split(key, _batch_size(x))
+            keys = None if key is None else jax.random.split(key, batch_size_of(x))
             batched = jax.vmap(apply, in_axes=(0, 0, None), out_axes=(0, None), axis_name="batch")
             y_pred, net_states = batched(x, keys, net_states)
         return y_pred, states.update(net_states=net_states)
 
-    def test_step(self, *args: Any, **kwargs: Any) -> TestStep:
-        """Loss and logs for a batch: `pred_step`, then the model's losses and metrics."""
-        return self._call_default("test_step", args, kwargs)
-
-    def _default_test_step(
+    @default_step
+    def test_step(
         self,
         x: Any,
         y_true: Any,
@@ -259,8 +213,9 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
-        rng: Any = None,
+        rng: Any,
     ) -> TestStep:
+        """Loss and logs for a batch: `pred_step`, then the model's losses and metrics."""
         lm = self._losses_and_metrics()
         if not lm.has_loss:
             raise TypeError(
@@ -268,8 +223,14 @@ class Model(eqx.Module):
                 "elegy.losses.SparseCategoricalCrossentropy(from_logits=True)) or override "
                 "test_step."
             )
-        y_pred, states = self._run(
-            "pred_step", x=x, states=states, initializing=initializing, training=training, rng=rng
+        y_pred, states = run_step(
+            self,
+            "pred_step",
+            x=x,
+            states=states,
+            initializing=initializing,
+            training=training,
+            rng=rng,
         )
         metrics_states = states.metrics_states
         if metrics_states is None:
@@ -281,15 +242,12 @@ class Model(eqx.Module):
             sample_weight,
             class_weight,
             states.net_params,
-            batch_size=_batch_size(x),
+            batch_size=batch_size_of(x),
         )
         return loss, logs, states.update(metrics_states=metrics_states)
 
-    def grad_step(self, *args: Any, **kwargs: Any) -> GradStep:
-        """Loss, logs, states and the gradient of the loss w.r.t. `states.net_params`."""
-        return self._call_default("grad_step", args, kwargs)
-
-    def _default_grad_step(
+    @default_step
+    def grad_step(
         self,
         x: Any,
         y_true: Any,
@@ -298,8 +256,9 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
-        rng: Any = None,
+        rng: Any,
     ) -> GradStep:
+        """Loss, logs, states and the gradient of the loss w.r.t. `states.net_params`."""
         available = dict(
             rng=rng,
             x=x,
@@ -310,12 +269,12 @@ class Model(eqx.Module):
             training=training,
         )
         if initializing:
-            loss, logs, states = self._run("test_step", states=states, **available)
+            loss, logs, states = run_step(self, "test_step", states=states, **available)
             return loss, logs, states, jax.tree.map(jnp.zeros_like, states.net_params)
 
         def loss_fn(params: PyTree, states: States) -> tuple[Any, tuple[Any, States]]:
-            loss, logs, states = self._run(
-                "test_step", states=states.update(net_params=params), **available
+            loss, logs, states = run_step(
+                self, "test_step", states=states.update(net_params=params), **available
             )
             return loss, (logs, states)
 
@@ -324,12 +283,8 @@ class Model(eqx.Module):
         )
         return loss, logs, states, grads
 
-    def train_step(self, *args: Any, **kwargs: Any) -> TrainStep:
-        """One optimisation step: `grad_step`, then the optimizer's update. When
-        initializing, it initialises the optimizer's state instead."""
-        return self._call_default("train_step", args, kwargs)
-
-    def _default_train_step(
+    @default_step
+    def train_step(
         self,
         x: Any,
         y_true: Any,
@@ -338,10 +293,13 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
-        rng: Any = None,
+        rng: Any,
     ) -> TrainStep:
+        """One optimisation step: `grad_step`, then the optimizer's update. When
+        initializing, it initialises the optimizer's state instead."""
         optimizer = self._optimizer_or_raise()
-        _, logs, states, grads = self._run(
+        _, logs, states, grads = run_step(
+            self,
             "grad_step",
             rng=rng,
             x=x,
@@ -364,20 +322,18 @@ class Model(eqx.Module):
             params = optax.apply_updates(states.net_params, updates)
         return logs, states.update(net_params=params, optimizer_states=optimizer_states)
 
-    def init_step(self, *args: Any, **kwargs: Any) -> InitStep:
-        """Initial states from one batch: one trace of the deepest step the model can run
-        (`train_step`, else `test_step`, else `pred_step`) with `initializing=True`."""
-        return self._call_default("init_step", args, kwargs)
-
-    def _default_init_step(
+    @default_step
+    def init_step(
         self,
         x: Any,
         y_true: Any,
         sample_weight: Any,
         class_weight: Any,
         states: States,
-        rng: Any = None,
+        rng: Any,
     ) -> InitStep:
+        """Initial states from one batch: one trace of the deepest step the model can run
+        (`train_step`, else `test_step`, else `pred_step`) with `initializing=True`."""
         available = dict(
             rng=rng,
             x=x,
@@ -391,17 +347,15 @@ class Model(eqx.Module):
         overrides = self._overridden()
         if y_true is not None or "train_step" in overrides or "test_step" in overrides:
             if self.optimizer is not None or "train_step" in overrides:
-                return self._run("train_step", **available)[1]
+                return run_step(self, "train_step", **available)[1]
             if self.loss is not None or "test_step" in overrides:
-                return self._run("test_step", **available)[2]
-        return self._run("pred_step", **available)[1]
+                return run_step(self, "test_step", **available)[2]
+        return run_step(self, "pred_step", **available)[1]
 
-    def summary_step(self, *args: Any, **kwargs: Any) -> list[SummaryRow]:
+    @default_step
+    def summary_step(self, x: Any, states: States) -> list[SummaryRow]:
         """The rows of `summary` for a batch `x`: one per submodule, found by tracing
         `pred_step` with `jax.eval_shape` (nothing runs on real data)."""
-        return self._call_default("summary_step", args, kwargs)
-
-    def _default_summary_step(self, x: Any, states: States) -> list[SummaryRow]:
         return summary_rows(self, x, states)
 
     def jit_step(self) -> JitSteps:
@@ -414,7 +368,7 @@ class Model(eqx.Module):
     def _overridden(cls) -> frozenset[str]:
         return frozenset(
             name
-            for name in (*STEP_METHODS, "states_step", "jit_step")
+            for name in (*KINDS, "states_step", "jit_step")
             if getattr(cls, name) is not getattr(Model, name)
         )
 
@@ -583,13 +537,20 @@ class Model(eqx.Module):
         """
         return _summary.summary(self, x, depth, print_fn, return_string, console)
 
-    def save(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        weights_only: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         """Save `states` into directory `path` (leaves with `eqx.tree_serialise_leaves`,
         plus a JSON manifest). The new directory replaces an old one atomically: a crash
         mid-save leaves the previous save loadable. `weights_only` saves only `net_params`
-        and `net_states`. In a multi-process run, call it on every process: it gathers
-        states sharded across processes, and process 0 writes."""
-        _checkpoint.save(self, path, weights_only=weights_only)
+        and `net_states`. `metadata` (JSON-serialisable, e.g. `{"epoch": 3}`) is stored in
+        the manifest as it is. In a multi-process run, call it on every process: it
+        gathers states sharded across processes, and process 0 writes."""
+        _checkpoint.save(self, path, weights_only=weights_only, metadata=metadata)
 
     def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
         """Load a save of a model built the same way: its `states` give the structure,
@@ -618,14 +579,15 @@ class Model(eqx.Module):
 
     # ------------------------------------------------------------------ distribution
 
-    def distributed(self, strategy: DataParallel) -> Model:
-        """A copy of this model that trains, evaluates and predicts with `strategy` (e.g.
-        `eqx_elegy.DataParallel()` or `eqx_elegy.FSDP()`), its states laid out on the
-        strategy's devices. This model is left as it was."""
-        if not isinstance(strategy, DataParallel):
+    def distributed(self, strategy: Strategy) -> Model:
+        """A copy of this model that trains, evaluates and predicts with `strategy` (any
+        `eqx_elegy.Strategy`, e.g. `eqx_elegy.DataParallel()` or `eqx_elegy.FSDP()`), its
+        states laid out on the strategy's devices. This model is left as it was."""
+        if not isinstance(strategy, Strategy):
             raise TypeError(
                 "distributed(strategy) takes a distribution strategy such as "
-                f"eqx_elegy.DataParallel() or eqx_elegy.FSDP(), got {type(strategy).__name__}."
+                "eqx_elegy.DataParallel() or eqx_elegy.FSDP() (any eqx_elegy.Strategy), got "
+                f"{type(strategy).__name__}."
             )
         model = eqx.tree_at(lambda m: m.strategy, self, strategy, is_leaf=lambda x: x is None)
         engine(model).commit(strategy.put_states(self.states), initialized=known_initialized(self))

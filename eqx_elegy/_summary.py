@@ -23,8 +23,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ._injection import inject
-from ._steps import require_predictor
+from ._steps import require_predictor, run_step
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -88,8 +87,8 @@ def _split_count(params: Any, net_states: Any) -> tuple[int, int, int, int]:
     trainable = count([a for a in leaves if _is_inexact(a)])
     frozen = [a for a in leaves if not _is_inexact(a)]
     if isinstance(net_states, eqx.nn.State):
-        for index in jax.tree.leaves(params, is_leaf=_is_state_index):
-            if _is_state_index(index):
+        for index in jax.tree.leaves(params, is_leaf=is_state_index):
+            if is_state_index(index):
                 frozen.extend(_arrays(net_states.get(index)))
     return (*trainable, *count(frozen))
 
@@ -112,7 +111,8 @@ def totals(states: States) -> dict[str, tuple[int, int]]:
 # ---------------------------------------------------------------------------- paths
 
 
-def _is_state_index(node: Any) -> bool:
+def is_state_index(node: Any) -> bool:
+    """Whether `node` is an `eqx.nn.StateIndex`, a handle into `eqx.nn.State`."""
     return isinstance(node, eqx.nn.StateIndex)
 
 
@@ -122,7 +122,7 @@ def _is_module(node: Any) -> bool:
 
 def _is_layer(node: Any) -> bool:
     """Submodules shown as rows: equinox modules, except the handles into `eqx.nn.State`."""
-    return isinstance(node, eqx.Module) and not _is_state_index(node)
+    return isinstance(node, eqx.Module) and not is_state_index(node)
 
 
 def _key_str(key: Any) -> str:
@@ -258,7 +258,9 @@ def _trace(model: Model, x: Any, states: States) -> tuple[Any, States]:
     (no `net_params`) is traced with `initializing=True`, which builds them."""
     initializing = states.net_params is None
     return eqx.filter_eval_shape(
-        lambda s: model._run("pred_step", x=x, states=s, initializing=initializing, training=False),
+        lambda s: run_step(
+            model, "pred_step", x=x, states=s, initializing=initializing, training=False
+        ),
         states,
     )
 
@@ -424,7 +426,7 @@ def summary(
     if x is None or not jax.tree.leaves(x):
         raise ValueError("summary needs x: a batch of inputs (e.g. x_train[:1]) to trace with.")
     states = summary_states(model, x)
-    rows = inject(model, "summary_step", x=x, states=states)
+    rows = run_step(model, "summary_step", x=x, states=states)
     if not isinstance(rows, list) or not all(isinstance(r, SummaryRow) for r in rows):
         raise TypeError(
             f"{type(model).__name__}.summary_step must return a list of elegy.SummaryRow, got "

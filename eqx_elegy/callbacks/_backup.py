@@ -8,9 +8,6 @@ import os
 import shutil
 from typing import Any
 
-import jax
-
-from .._engine import engine
 from ._callback import Callback, Logs
 from ._files import check_writable, write_json_atomic
 
@@ -35,6 +32,8 @@ class BackupAndRestore(Callback):
     backup. With `delete_checkpoint=True` (the default) the backup is removed when the fit
     ends normally; otherwise a last backup of the final states is kept.
     """
+
+    reads_states_per_batch = False  # step-wise backups read them through self.model
 
     def __init__(
         self,
@@ -82,8 +81,7 @@ class BackupAndRestore(Callback):
             return
         epoch, step, name = progress
         self.model.load(os.path.join(self.backup_dir, name))
-        # The fit loop starts from this point instead of initial_epoch.
-        engine(self.model).resume_at = (epoch, step)
+        self.resume_at(epoch, step)  # instead of the fit's initial_epoch
         self.resumed_from = (epoch, step)
         self._current = name
 
@@ -137,7 +135,7 @@ class BackupAndRestore(Callback):
         self.model.save(os.path.join(self.backup_dir, name))  # every process: a collective
         previous, self._current = self._current, name
         self._since = 0
-        if jax.process_index() != 0:  # process 0 alone writes the files
+        if not self.is_main_process():  # process 0 alone writes the files
             return
         write_json_atomic(self._progress, {"epoch": epoch, "step": step, "checkpoint": name})
         if previous is not None:
@@ -148,7 +146,7 @@ class BackupAndRestore(Callback):
             if self._done is not None:
                 self._backup(self._done, 0)
             return
-        if jax.process_index() == 0:
+        if self.is_main_process():
             if os.path.exists(self._progress):
                 os.remove(self._progress)
             if self._current is not None:

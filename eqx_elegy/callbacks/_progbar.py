@@ -22,7 +22,6 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-import jax
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
@@ -103,7 +102,7 @@ class ProgbarLogger(Callback):
     @property
     def _verbose(self) -> int:
         # In a multi-process run only process 0 shows progress.
-        return int(self.params.get("verbose", 1)) if jax.process_index() == 0 else 0
+        return int(self.params.get("verbose", 1)) if self.is_main_process() else 0
 
     def _open(self, title: str) -> None:
         self._stop()
