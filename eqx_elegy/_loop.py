@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from ._engine import Engine, engine
+from ._export import remember_inputs
 from ._flat import Layout, flatten_states_on_host, unflatten_states_on_host
 from ._jit import Carry, Evaluation, PackedLogs
 from ._states import States
@@ -377,6 +378,7 @@ def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: A
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
+    remember_inputs(model, data)
     return engine(model).initialize(data.first_batch(), _class_weight(class_weight))
 
 
@@ -530,6 +532,7 @@ def fit(
         model,
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
+    remember_inputs(model, train)
     if not model.initialized:
         run.initialize(train.first_batch(), cw)
     training = _Training(model, cbs, train, cw, spe, steps_per_epoch)
@@ -695,6 +698,7 @@ def evaluate(
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
+    remember_inputs(model, data)
     run = engine(model)
     if not model.initialized:
         run.initialize(data.first_batch(), None)
@@ -723,6 +727,7 @@ def predict(
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
+    remember_inputs(model, data)
     if not model.initialized:
         engine(model).initialize(data.first_batch(), None)
     run = _Evaluating(model, *engine(model).flat_states(), "pred_step", use_ema)

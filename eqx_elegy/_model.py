@@ -87,6 +87,8 @@ class Model(eqx.Module):
     remat: bool = eqx.field(default=False, kw_only=True, static=True)
     dtype_policy: str = eqx.field(default="float32", kw_only=True, static=True)
     states: States = eqx.field(default=None, kw_only=True)
+    # The structure of `x` the model was built with (`_export.InputSpec`), for `export`.
+    _input_spec: Any = eqx.field(default=None, init=False, static=True, repr=False)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -732,6 +734,24 @@ class Model(eqx.Module):
         `CheckpointError` lists the differences. No code from the file is ever run.
         `weights_only` loads only `net_params` and `net_states`."""
         _checkpoint.load(self, path, weights_only=weights_only)
+
+    def export(
+        self, path: str | os.PathLike[str], *, platforms: Sequence[str] | str | None = None
+    ) -> None:
+        """Write the model's prediction to directory `path` so that it runs without the
+        model's code: `pred_step` in inference mode, as `predict` runs it, serialised with
+        `jax.export` with a symbolic batch dimension, plus its weights (stored beside the
+        function, not inside it) and a JSON manifest. Load it with
+        `eqx_elegy.load_exported(path)`, which needs only jax and numpy.
+
+        The model must have seen inputs (`init`, `fit`, `evaluate` or `predict`): the
+        structure it was built with is the one exported. `platforms` defaults to the one
+        jax runs on; e.g. `("cpu", "cuda")` lowers one artifact for both. `path` must be
+        new, empty or an earlier export; anything else is refused.
+        """
+        from ._export import export
+
+        export(self, path, platforms)
 
     # ------------------------------------------------------------------ distribution
 
