@@ -16,6 +16,7 @@ from ._distributed import initialize_distributed as initialize_distributed
 from ._jit import JitSteps as JitSteps
 from ._loop import LazyLogs as LazyLogs
 from ._model import Model as Model
+from ._population import Population as Population
 from ._states import RNGSeq as RNGSeq
 from ._states import States as States
 from ._steps import GradStep as GradStep

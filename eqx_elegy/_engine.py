@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 _ATTRIBUTE = "_engine"
 
 
+class Members(Protocol):
+    """A population run by this engine (`_population`): the model's states carry a leading
+    member axis, and `wrap` maps the model's step functions over it."""
+
+    def wrap(self, steps: JitSteps) -> JitSteps:
+        """The step functions of `steps`, mapped over the member axis of the states."""
+        ...
+
+
 class Live(Protocol):
     """The states of a fit under way (`_loop._Live`), as the engine sees them."""
 
@@ -49,7 +58,10 @@ class Engine:
     Attributes read and set by the loop and by callbacks (through the model's public
     properties): `initialized` (None until known: then the model's states decide),
     `history`, `stop_training` and `resume_at` (an `(epoch, step)` that the next fit
-    starts at instead of its `initial_epoch`, set by `BackupAndRestore`).
+    starts at instead of its `initial_epoch`, set by `BackupAndRestore`). `members` is
+    set by a `Population` on the model that holds its stacked states: the compiled steps
+    are then the model's own, vmapped over the members, and their logs carry the member
+    axis.
     """
 
     __slots__ = (
@@ -59,6 +71,7 @@ class Engine:
         "history",
         "stop_training",
         "resume_at",
+        "members",
         "_steps",
         "_compiled",
         "_flat",
@@ -73,6 +86,7 @@ class Engine:
         self.history: History | None = None
         self.stop_training = False
         self.resume_at: tuple[int, int] | None = None
+        self.members: Members | None = None
         self._steps: JitSteps | None = None
         self._compiled: dict[Any, Any] = {}
         # The states last flattened for the compiled steps: (states, buffers, layout).
@@ -110,7 +124,8 @@ class Engine:
     def jit_steps(self) -> JitSteps:
         """`model.jit_step()`, built once."""
         if self._steps is None:
-            self._steps = self.model.jit_step()
+            steps = self.model.jit_step()
+            self._steps = steps if self.members is None else self.members.wrap(steps)
         return self._steps
 
     def flat_states(self) -> tuple[list[Any], Layout]:
@@ -132,7 +147,9 @@ class Engine:
         that later fits compile nothing."""
         cache = self._compiled
         if layout not in cache:
-            cache[layout] = compile_training(self.model, self.jit_steps(), layout)
+            cache[layout] = compile_training(
+                self.model, self.jit_steps(), layout, members=self.members is not None
+            )
         return cache[layout]
 
     def evaluation(
@@ -145,7 +162,9 @@ class Engine:
         if (layout, name) not in cache:
             steps = self.jit_steps()
             carried = carried_leaves(steps, name, layout, buffers, args)
-            cache[layout, name] = compile_evaluation(self.model, steps, name, layout, carried)
+            cache[layout, name] = compile_evaluation(
+                self.model, steps, name, layout, carried, members=self.members is not None
+            )
         return cache[layout, name]
 
     def initialize(self, batch: Any, class_weight: Any) -> States:
