@@ -13,23 +13,32 @@ member axis in front.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from . import _checkpoint, _loop
-from ._engine import engine, fields_of, known_initialized
+from ._distributed import gather_to_host
+from ._engine import engine, fields_of
 from ._jit import JitSteps
+from ._member_callbacks import (
+    ACTIVE,
+    PER_MEMBER,
+    PerMember,
+    inner,
+    member_states,
+    with_active,
+)
 from ._model import Model, _rebuild
 from ._states import States
 from ._strategy import Strategy
-from .callbacks import Callback, History
+from .callbacks import Callback, History, ModelCheckpoint
 from .callbacks._monitor import Monitor
 
 _INJECTED = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)
@@ -209,13 +218,22 @@ def _stack(states: list[States]) -> States:
     return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
 
 
-def _unstacked(states: States, index: int) -> States:
-    return jax.tree.map(lambda leaf: leaf[index], states)
+def _frozen(new: States, old: States, active: Any) -> States:
+    """`new` for the active members, `old` for the others."""
+    if jax.tree.structure(new) != jax.tree.structure(old):
+        return new  # the engine's layout check reports the step's mistake
+
+    def pick(n: Any, o: Any) -> Any:
+        return jnp.where(active.reshape(active.shape + (1,) * (n.ndim - 1)), n, o)
+
+    return jax.tree.map(pick, new, old)
 
 
 class _Members:
-    """What `Engine.members` holds for a population: how to map the model's step
-    functions over the members, and the hyperparameters the initialisation injects."""
+    """What `Engine.members` holds for a population: the model's step functions mapped
+    over the members, taking and returning the stacked states (with the `ACTIVE` mask,
+    which the members' own steps never see), and the hyperparameters the initialisation
+    injects."""
 
     def __init__(self, size: int, hyperparams: Mapping[str, list[Any]]):
         self.size = size
@@ -224,22 +242,34 @@ class _Members:
     def wrap(self, steps: JitSteps) -> JitSteps:
         hyperparams = self.hyperparams
         inits = jax.vmap(steps.init, in_axes=(0, None, None))
+        trains = jax.vmap(steps.train, in_axes=(0, None, None, None, None))
+        tests = jax.vmap(steps.test, in_axes=(0, None, None, None))
+        # The predictions carry the member axis second, behind the batch axis, so that
+        # the loop concatenates batches as it does for one model.
+        preds = jax.vmap(steps.pred, in_axes=(0, None, None), out_axes=(1, 0))
 
         def init(states: States, batch: Any, class_weight: Any) -> States:
-            new = inits(states, batch, class_weight)
+            new = inits(inner(states), batch, class_weight)
             if hyperparams and new.optimizer_states is not None:
                 new = new.update(
                     optimizer_states=_with_hyperparams(new.optimizer_states, hyperparams)
                 )
-            return new
+            return new.update(**{ACTIVE: states[ACTIVE]})
+
+        def train(states: States, *args: Any) -> tuple[Any, States]:
+            active, old = states[ACTIVE], inner(states)
+            logs, new = trains(old, *args)
+            return logs, _frozen(new, old, active).update(**{ACTIVE: active})
+
+        def evaluation(fn: Callable[..., Any]) -> Callable[..., Any]:
+            def run(states: States, *args: Any) -> tuple[Any, States]:
+                out, new = fn(inner(states), *args)
+                return out, new.update(**{ACTIVE: states[ACTIVE]})
+
+            return run
 
         return steps._replace(
-            init=init,
-            train=jax.vmap(steps.train, in_axes=(0, None, None, None, None)),
-            test=jax.vmap(steps.test, in_axes=(0, None, None, None)),
-            # The predictions carry the member axis second, behind the batch axis, so that
-            # the loop concatenates batches as it does for one model.
-            pred=jax.vmap(steps.pred, in_axes=(0, None, None), out_axes=(1, 0)),
+            init=init, train=train, test=evaluation(tests), pred=evaluation(preds)
         )
 
 
@@ -271,18 +301,30 @@ class Population:
         seeds: Sequence[int] | None = None,
         hyperparams: Mapping[str, Sequence[float]] | None = None,
     ):
-        if not isinstance(model, Model) and (isinstance(model, type) or not callable(model)):
+        if not isinstance(model, Model) and (
+            isinstance(model, type | eqx.Module) or not callable(model)
+        ):
+            hint = (
+                " (an equinox module: wrap it as eqx_elegy.Model(module=..., loss=..., "
+                "optimizer=...))"
+                if isinstance(model, eqx.Module)
+                else ""
+            )
             raise TypeError(
                 "Population: model must be an eqx_elegy.Model or a callable seed -> Model, "
-                f"got {model!r}."
+                f"got {type(model).__name__}{hint}."
             )
         values = _hyperparams(hyperparams)
         self._seeds = _seeds(size, seeds, values)
         self._hyperparams = values
-        members = [_member(model, seed, i) for i, seed in enumerate(self._seeds)]
+        if values and isinstance(model, Model):  # checked before building anything
+            _check_injected(model, model.states, values)
+        members = [_member(model, self._seeds[0], 0)]
+        if values:
+            _check_injected(members[0], members[0].states, values)
+        members += [_member(model, seed, i) for i, seed in enumerate(self._seeds) if i]
         states = [m.states for m in members]
         if values:
-            _check_injected(members[0], states[0], values)
             states = [
                 s
                 if s.optimizer_states is None
@@ -295,7 +337,11 @@ class Population:
             ]
         self._members = members
         template = members[0]
-        self._model = _rebuild(type(template), {**fields_of(template), "states": _stack(states)}, None)
+        # Which members train: all, until a per-member callback stops one (host copy; the
+        # states hold the device copy the compiled step reads).
+        self._active = np.ones(len(members), bool)
+        stacked = _stack(states).update(**{ACTIVE: jnp.ones(len(members), bool)})
+        self._model = _rebuild(type(template), {**fields_of(template), "states": stacked}, None)
         engine(self._model).members = _Members(len(self._seeds), values)
 
     # ------------------------------------------------------------------ what it holds
@@ -346,15 +392,81 @@ class Population:
     def members(self) -> list[Model]:
         """Each member as an ordinary Model (with its own seed and states), independent
         of the population: fitting, saving or predicting with it leaves the others as
-        they are."""
+        they are. Members of a distributed population come back on the host, without the
+        strategy."""
         engine(self._model).sync()
         states = self._model.states
+        if self._model.strategy is not None:
+            states = gather_to_host(states)
         initialized = self._model.initialized
-        out = []
-        for index, member in enumerate(self._members):
-            fields = {**fields_of(member), "states": _unstacked(states, index)}
-            out.append(_rebuild(type(member), fields, initialized))
-        return out
+        return [
+            _rebuild(
+                type(member),
+                {**fields_of(member), "states": member_states(states, index)},
+                initialized,
+            )
+            for index, member in enumerate(self._members)
+        ]
+
+    def best(self, monitor: str = "val_loss", mode: str = "auto") -> Model:
+        """The member whose `monitor` log was best at the end of the latest `fit` (lowest
+        with `mode="min"`, highest with `"max"`; `"auto"` decides from the name, as
+        EarlyStopping does), as an ordinary Model. Members whose value is NaN never win."""
+        found = Monitor("Population.best", monitor, mode)
+        history = self.history
+        if history is None or not history.epoch:
+            raise ValueError(
+                "Population.best picks a member by the logs of the latest fit, but the "
+                "population has not been fitted; call fit first."
+            )
+        if monitor not in history.history:
+            raise ValueError(
+                f"Population.best: monitor={monitor!r} is not in the latest fit's logs "
+                f"(available: {', '.join(sorted(history.history))}); pass one of those, e.g. "
+                "'loss', or fit with validation data for 'val_loss'."
+            )
+        values = np.asarray(history.history[monitor][-1], dtype=np.float64)
+        if np.isnan(values).all():
+            raise ValueError(f"Population.best: {monitor} is NaN for every member.")
+        index = int(np.nanargmin(values) if found.mode == "min" else np.nanargmax(values))
+        return self.members()[index]
+
+    # ------------------------------------------------------------------ save, load, distribute
+
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        weights_only: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Save every member's states into directory `path`, as `Model.save` does for
+        one model: the stacked states, with the seeds and hyperparameters in the
+        manifest's metadata (under "population")."""
+        described = {"seeds": self.seeds, "hyperparams": self.hyperparams}
+        _checkpoint.save(
+            self._model,
+            path,
+            weights_only=weights_only,
+            metadata={"population": described, **(metadata or {})},
+        )
+
+    def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
+        """Load a save of a population built the same way (same model, number of members
+        and shapes); anything else is refused with a `CheckpointError` and nothing
+        changes."""
+        _checkpoint.load(self._model, path, weights_only=weights_only)
+        self._active[:] = np.asarray(self._model.states[ACTIVE])
+
+    def distributed(self, strategy: Strategy) -> Population:
+        """A copy of this population that runs with `strategy` (e.g.
+        `eqx_elegy.DataParallel()`: every member's states replicated, each batch split
+        over the devices). This population is left as it was."""
+        model = self._model.distributed(strategy)
+        engine(model).members = engine(self._model).members
+        copy = object.__new__(Population)
+        vars(copy).update(vars(self), _model=model, _active=self._active.copy())
+        return copy
 
     # ------------------------------------------------------------------ high level
 
@@ -390,7 +502,17 @@ class Population:
         steps_per_execution: int | None = None,
     ) -> History:
         """Train every member on the same batches, as `Model.fit`; the History's values
-        are arrays with one value per member."""
+        are arrays with one value per member.
+
+        EarlyStopping, ModelCheckpoint, ReduceLROnPlateau and TerminateOnNaN act on each
+        member on its own (see `PerMember`): a stopped member is frozen while the others
+        train, and the fit ends when all are. A ModelCheckpoint's filepath must then
+        hold a `{member}` field. Other callbacks see the whole population: logs with a
+        member axis, and `self.model` holding the stacked states."""
+        callbacks = self._callbacks(callbacks)
+        if not self._active.all():  # members frozen by the last fit train again
+            self._active[:] = True
+            engine(self._model).commit(with_active(self._model.states, self._active))
         return _loop.fit(
             self._model,
             x=x,
@@ -413,6 +535,25 @@ class Population:
             steps_per_execution=steps_per_execution,
         )
 
+    def _callbacks(self, callbacks: Sequence[Callback] | None) -> list[Callback] | None:
+        """`callbacks` with those that act per member wrapped in `PerMember`."""
+        if callbacks is None:
+            return None
+        out: list[Callback] = []
+        for callback in callbacks:
+            if isinstance(callback, ModelCheckpoint) and "member" not in callback.fields:
+                raise ValueError(
+                    f"ModelCheckpoint in Population.fit saves each member on its own, so its "
+                    f"filepath must hold a {{member}} field (the member's index), e.g. "
+                    f"'ckpt/member{{member}}'; got {callback.filepath!r}. To save the whole "
+                    "population, call population.save(path)."
+                )
+            if isinstance(callback, PER_MEMBER):
+                out.append(PerMember(callback, self._model, self._members, self._active))
+            else:
+                out.append(callback)
+        return out
+
     def evaluate(
         self,
         x: Any = None,
@@ -426,7 +567,7 @@ class Population:
     ) -> dict[str, np.ndarray]:
         """Each member's loss and metrics over the data, as `Model.evaluate`: a dict of
         arrays of shape `[size]`."""
-        return _loop.evaluate(
+        logs = _loop.evaluate(
             self._model,
             x=x,
             y=y,
@@ -437,6 +578,7 @@ class Population:
             callbacks=callbacks,
             steps_per_execution=steps_per_execution,
         )
+        return {name: np.asarray(value) for name, value in logs.items()}
 
     def predict(
         self,

@@ -18,6 +18,7 @@ import atexit
 import importlib.util
 import math
 import time
+import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
@@ -56,12 +57,11 @@ def format_members(name: str, values: Any) -> str:
     or errors, the highest for accuracies and the like; for other names the three are the
     lowest, the mean and the highest."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    with warnings.catch_warnings():  # members whose values are all NaN show nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high, mean = np.nanmin(values), np.nanmax(values), np.nanmean(values)
     best, worst = (high, low) if direction(name) == "max" else (low, high)
-    return (
-        f"best {format_value(best)}, mean {format_value(np.nanmean(values))}, "
-        f"worst {format_value(worst)}"
-    )
+    return f"best {format_value(best)}, mean {format_value(mean)}, worst {format_value(worst)}"
 
 
 def format_logs(logs: Mapping[str, Any]) -> str:
