@@ -100,7 +100,7 @@ class MemberEngine(Engine):
         self._whole.commit(replaced.update(**{ACTIVE: whole[ACTIVE]}))
         self.sync()
 
-    @property  # type: ignore[override]
+    @property
     def stop_training(self) -> bool:
         return not self._active[self._index]
 

@@ -220,7 +220,8 @@ def _stack(states: list[States]) -> States:
 
 def _frozen(new: States, old: States, active: Any) -> States:
     """`new` for the active members, `old` for the others."""
-    if jax.tree.structure(new) != jax.tree.structure(old):
+    new_def: Any = jax.tree.structure(new)  # jax's PyTreeDef, which mypy cannot compare
+    if new_def != jax.tree.structure(old):
         return new  # the engine's layout check reports the step's mistake
 
     def pick(n: Any, o: Any) -> Any:
