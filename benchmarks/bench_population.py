@@ -6,7 +6,8 @@ an `optax.inject_hyperparams(optax.adam)`) against one epoch of each of the 8 sa
 fitted one after the other. Each is timed after a first epoch that compiles, and the two
 take turns within each repeat; the ratio is population / sequential, from the medians of
 one run. Then the peak RSS of a fresh process that builds a Population of N members of the
-medium workload and trains it one epoch, for N = 1, 8, 32.
+medium workload and trains it one epoch, for N = 1, 8, 32, and its growth over the RSS
+before the Population was built (JAX and the data are not the Population's).
 
     python benchmarks/bench_population.py            # 3 repeats, a few minutes on 2 CPU cores
     python benchmarks/bench_population.py --quick    # smoke run in seconds; numbers meaningless
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,7 +31,7 @@ import optax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_fit import BATCH, WORKLOADS, load_data  # noqa: E402
+from bench_fit import BATCH, WORKLOADS, PeakRSS, load_data  # noqa: E402
 
 import eqx_elegy as elegy  # noqa: E402
 
@@ -79,18 +79,23 @@ def compare(workload: str, rows: int, repeats: int) -> dict[str, Any]:
     }
 
 
-def peak_rss(members: int, rows: int) -> float:
-    """Peak RSS (MiB) of a fresh process that trains a Population of `members` one epoch."""
+def peak_rss(members: int, rows: int) -> tuple[float, float]:
+    """The peak RSS (MiB) of a fresh process that builds a Population of `members` and
+    trains it one epoch, and how far it rose above the RSS before the Population."""
     command = [sys.executable, __file__, "--rss-child", str(members), "--rows", str(rows)]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return float(out.strip().splitlines()[-1])
+    peak, growth = out.strip().splitlines()[-1].split()
+    return float(peak), float(growth)
 
 
 def rss_child(members: int, rows: int) -> None:
     data = load_data(rows, WORKLOADS["medium"])
+    jax.block_until_ready(jax.numpy.zeros(1) + 1)  # JAX's own start-up is not the Population's
+    meter = PeakRSS()
+    meter.start()
     population = elegy.Population(lambda seed: make_model("medium", seed), size=members)
     fit_epoch(population, data)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    print(meter.peak_mib(), meter.growth_mib())
 
 
 def main() -> None:
@@ -116,11 +121,12 @@ def main() -> None:
             f"{workload:<8} {row['steps']:>5} {row['population_s']:>10.3f}s "
             f"{row['sequential_s']:>12.3f}s {row['ratio']:>6.2f}"
         )
-    print("peak RSS of a process training a Population (medium workload, one epoch)")
+    print("a fresh process building a Population and training it one epoch (medium workload)")
+    print(f"{'members':>7} {'peak RSS':>9} {'growth':>8}")
     for members in (1, 8, 32):
-        mib = peak_rss(members, rows)
-        results["rss_mib"][members] = mib
-        print(f"N={members:<3} {mib:8.0f} MiB")
+        peak, growth = peak_rss(members, rows)
+        results["rss_mib"][members] = {"peak": peak, "growth": growth}
+        print(f"{members:>7} {peak:>5.0f} MiB {growth:>4.0f} MiB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
