@@ -33,8 +33,10 @@ class Strategy(abc.ABC):
     propagation does the rest.
     """
 
-    #: Whether `put_batch` does anything: when False, the loop passes batches to the
-    #: compiled calls as they are, sparing a call per chunk.
+    #: Whether the loop places each batch with `put_batch`. False leaves batches to the
+    #: loop's default (`data.prefetch`): as they are on CPU, where numpy batches cross
+    #: into the compiled call as cheaply as device arrays, and `jax.device_put` to the
+    #: default device on an accelerator.
     places_batches: bool = True
     #: Whether the engine may pack the states' small leaves into a few shared buffers
     #: (bit-cast, one per bit width) to pass fewer arguments per compiled call. Only for
@@ -74,17 +76,13 @@ class DefaultStrategy(Strategy):
     constrained. Used by every model that has no strategy of its own."""
 
     packs_states = True
-
-    @property
-    def places_batches(self) -> bool:  # type: ignore[override]
-        return jax.default_backend() != "cpu"
+    places_batches = False
 
     def put_states(self, states: States) -> States:
         return states
 
     def put_batch(self, batch: Any, stacked: bool = False) -> Any:
-        # On CPU a numpy batch crosses into the compiled call as cheaply as a device
-        # array would, so an explicit transfer would only add a step.
+        # What the loop does itself (see `places_batches`), for callers outside it.
         return batch if jax.default_backend() == "cpu" else jax.device_put(batch)
 
     def constrain_states(self, states: States) -> States:

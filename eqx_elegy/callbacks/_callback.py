@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._engine import engine
 from .._states import States
-from .._strategy import strategy_of
+from .._strategy import is_main_process, strategy_of
 
 if TYPE_CHECKING:
     from .._model import Model
@@ -96,8 +96,10 @@ class Callback:
 
     def is_main_process(self) -> bool:
         """Whether this process is the one that writes files and progress output (the
-        model's strategy decides; always True with one process)."""
-        return strategy_of(self._attached()).is_main_process()
+        model's strategy decides; always True with one process). Before the callback has a
+        model (its hooks called by hand), process 0 is."""
+        model: Model | None = getattr(self, "_model", None)
+        return is_main_process() if model is None else strategy_of(model).is_main_process()
 
     def _attached(self) -> Model:
         model: Model | None = getattr(self, "_model", None)

@@ -27,20 +27,29 @@ def prefetch(
     put: Callable[[Any, bool], Any] | None = None,
     size: int | None = None,
 ) -> Iterator[Chunk]:
-    """Yield `chunks` with their batches passed through `put(batch, stacked)` (the model
+    """Yield `chunks` with their batches passed through `put(batch, stacked)` (a model
     strategy's `put_batch`, e.g. a sharded `jax.device_put`; `stacked` says the batch has a
-    leading steps axis), or as they are when `put` is None.
+    leading steps axis).
 
     `size` chunks are read ahead by a background thread; 0 reads them here, on demand;
-    None picks 0 on CPU and 2 on an accelerator.
+    None picks 0 on CPU and 2 on an accelerator. On an accelerator without `put`, the
+    batches are `jax.device_put` to the default device; on CPU numpy batches go straight
+    to the compiled step, which is cheaper than an explicit transfer.
     """
+    accelerator = jax.default_backend() != "cpu"
     if size is None:
-        size = 0 if jax.default_backend() == "cpu" else 2
+        size = 2 if accelerator else 0
+    if put is None and accelerator:
+        put = _device_put
     if size <= 0:
         return (
             chunks if put is None else (c._replace(batch=put(c.batch, c.stacked)) for c in chunks)
         )
     return Prefetcher(chunks, put, size)
+
+
+def _device_put(batch: Any, stacked: bool) -> Any:
+    return jax.device_put(batch)
 
 
 def _offer(items: queue.Queue[Any], stop: threading.Event, item: Any) -> bool:
