@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 def test_suite_and_package_verdicts() -> None:
     findings, summary = runner.check()
     assert not findings, "\n".join(map(str, findings))
-    assert "6 accept and 6 reject files" in summary
+    assert "7 accept and 7 reject files" in summary
 
 
 def test_runner_reports_vanished_changed_and_unexpected_errors(tmp_path: Path) -> None:

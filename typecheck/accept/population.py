@@ -1,6 +1,8 @@
 """A Population as the docs use it: a factory of models, a learning-rate sweep, and the
 types that fit, evaluate, predict, members and best return."""
 
+import os
+import tempfile
 from typing import Any
 
 import equinox as eqx
@@ -33,8 +35,9 @@ assert_type(population.fit(x, y, batch_size=4, epochs=2, verbose=0), History)
 assert_type(population.evaluate(x, y, verbose=0), dict[str, np.ndarray])
 predictions: Any = population.predict(x)
 assert_type(population.members(), list[elegy.Model])
-assert_type(population.best("val_loss", mode="min"), elegy.Model)
+assert_type(population.best("loss", mode="min"), elegy.Model)
 assert_type(population.size, int)
-population.save("ckpt")
-population.load("ckpt")
+with tempfile.TemporaryDirectory() as folder:
+    population.save(os.path.join(folder, "ckpt"))
+    population.load(os.path.join(folder, "ckpt"))
 spread: elegy.Population = population.distributed(elegy.DataParallel())
