@@ -32,6 +32,7 @@ import numpy as np
 
 from ._distributed import gather_to_host
 from ._engine import engine
+from ._states import is_prng_key
 from ._strategy import strategy_of
 from ._summary import path_str
 
@@ -53,10 +54,6 @@ class CheckpointError(ValueError):
 # ---------------------------------------------------------------------------- leaves
 
 
-def _is_key(x: Any) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _is_saved(x: Any) -> bool:
     """Leaves that are written to disk: arrays and Python numbers. Anything else (a
     string, a function) is part of the structure and comes from the template."""
@@ -67,7 +64,7 @@ def _describe(x: Any) -> tuple[list[int], str]:
     """`(shape, dtype)` of a saved leaf as the manifest writes them."""
     if isinstance(x, _SCALARS):
         return [], type(x).__name__
-    if _is_key(x):
+    if is_prng_key(x):
         return list(x.shape), str(x.dtype)
     return list(np.shape(x)), np.dtype(x.dtype).name
 
@@ -89,7 +86,7 @@ def _join(key: str, path: str) -> str:
 
 
 def _write_leaf(f: BinaryIO, x: Any) -> None:
-    if _is_key(x):
+    if is_prng_key(x):
         np.save(f, np.asarray(jax.random.key_data(x)), allow_pickle=False)
     elif _is_saved(x):
         np.save(f, np.asarray(x), allow_pickle=False)
@@ -103,7 +100,7 @@ def _reader(source: str) -> Any:
             return like
         data = np.load(f, allow_pickle=False)
         expected: Any = like  # only its shape and dtype are read
-        if _is_key(like):
+        if is_prng_key(like):
             expected = jax.eval_shape(jax.random.key_data, like)
         elif isinstance(like, _SCALARS):
             expected = np.asarray(like)
@@ -119,7 +116,7 @@ def _reader(source: str) -> Any:
             return type(like)(data.item())
         if isinstance(like, np.ndarray | np.generic):
             return data if isinstance(like, np.ndarray) else like.dtype.type(data.item())
-        if _is_key(like):
+        if is_prng_key(like):
             return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(like))
         return jax.device_put(data, like.sharding)
 

@@ -18,6 +18,8 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ._states import is_prng_key
+
 # Leaves up to this many elements are packed into shared buffers (see `Layout`).
 PACK_LIMIT = 16384
 
@@ -42,10 +44,6 @@ class Layout(NamedTuple):
     packed: bool
 
 
-def _is_key(leaf: Any) -> bool:
-    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-
-
 def _carrier(dtype: Any) -> Any:
     """The dtype a packed leaf of `dtype` travels as: the unsigned integer of its width
     for numbers (a free bitcast), else its own."""
@@ -57,7 +55,9 @@ def _carrier(dtype: Any) -> Any:
 def _raw_leaves(states: Any) -> tuple[list[Any], Any, tuple[tuple[int, Any], ...]]:
     """The leaves of `states` with typed PRNG keys replaced by their key data."""
     leaves, treedef = jax.tree.flatten(states)
-    keys = tuple((i, jax.random.key_impl(leaf)) for i, leaf in enumerate(leaves) if _is_key(leaf))
+    keys = tuple(
+        (i, jax.random.key_impl(leaf)) for i, leaf in enumerate(leaves) if is_prng_key(leaf)
+    )
     for i, _ in keys:
         leaves[i] = jax.random.key_data(leaves[i])
     return leaves, treedef, keys

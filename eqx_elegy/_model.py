@@ -36,7 +36,7 @@ from ._steps import (
     run_step,
 )
 from ._strategy import Strategy
-from ._summary import SummaryRow, summary_rows
+from ._summary import SummaryRow, is_state_index, summary_rows
 from .callbacks import Callback, History
 
 if TYPE_CHECKING:
@@ -51,12 +51,8 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _is_state_index(node: Any) -> bool:
-    return isinstance(node, eqx.nn.StateIndex)
-
-
 def _has_state(module: Any) -> bool:
-    return any(_is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=_is_state_index))
+    return any(is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=is_state_index))
 
 
 class Model(eqx.Module):

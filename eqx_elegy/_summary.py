@@ -87,8 +87,8 @@ def _split_count(params: Any, net_states: Any) -> tuple[int, int, int, int]:
     trainable = count([a for a in leaves if _is_inexact(a)])
     frozen = [a for a in leaves if not _is_inexact(a)]
     if isinstance(net_states, eqx.nn.State):
-        for index in jax.tree.leaves(params, is_leaf=_is_state_index):
-            if _is_state_index(index):
+        for index in jax.tree.leaves(params, is_leaf=is_state_index):
+            if is_state_index(index):
                 frozen.extend(_arrays(net_states.get(index)))
     return (*trainable, *count(frozen))
 
@@ -111,7 +111,8 @@ def totals(states: States) -> dict[str, tuple[int, int]]:
 # ---------------------------------------------------------------------------- paths
 
 
-def _is_state_index(node: Any) -> bool:
+def is_state_index(node: Any) -> bool:
+    """Whether `node` is an `eqx.nn.StateIndex`, a handle into `eqx.nn.State`."""
     return isinstance(node, eqx.nn.StateIndex)
 
 
@@ -121,7 +122,7 @@ def _is_module(node: Any) -> bool:
 
 def _is_layer(node: Any) -> bool:
     """Submodules shown as rows: equinox modules, except the handles into `eqx.nn.State`."""
-    return isinstance(node, eqx.Module) and not _is_state_index(node)
+    return isinstance(node, eqx.Module) and not is_state_index(node)
 
 
 def _key_str(key: Any) -> str:
