@@ -16,6 +16,7 @@ from ._distributed import initialize_distributed as initialize_distributed
 from ._jit import JitSteps as JitSteps
 from ._loop import LazyLogs as LazyLogs
 from ._model import Model as Model
+from ._population import Population as Population
 from ._serving import ExportedModel as ExportedModel
 from ._serving import ExportError as ExportError
 from ._serving import load_exported as load_exported

@@ -36,6 +36,15 @@ if TYPE_CHECKING:
 _ATTRIBUTE = "_engine"
 
 
+class Members(Protocol):
+    """A population run by this engine (`_population`): the model's states carry a leading
+    member axis, and `wrap` maps the model's step functions over it."""
+
+    def wrap(self, steps: JitSteps) -> JitSteps:
+        """The step functions of `steps`, mapped over the member axis of the states."""
+        ...
+
+
 class Live(Protocol):
     """The states of a fit under way (`_loop._Live`), as the engine sees them."""
 
@@ -50,7 +59,9 @@ class Engine:
     properties): `initialized` (None until known: then the model's states decide),
     `history`, `stop_training` and `resume_at` (an `(epoch, step)` that the next fit
     starts at instead of its `initial_epoch`, set by `BackupAndRestore`), `batch_epoch`
-    (the epoch the next `train_on_batch` runs as).
+    (the epoch the next `train_on_batch` runs as). `members` is set by a `Population` on
+    the model that holds its stacked states: the compiled steps are then the model's own,
+    vmapped over the members, and their logs carry the member axis.
     """
 
     __slots__ = (
@@ -61,6 +72,7 @@ class Engine:
         "stop_training",
         "resume_at",
         "batch_epoch",
+        "members",
         "_steps",
         "_compiled",
         "_flat",
@@ -77,6 +89,7 @@ class Engine:
         self.resume_at: tuple[int, int] | None = None
         # The epoch the next `train_on_batch` runs as (each call is a one-step epoch).
         self.batch_epoch = 0
+        self.members: Members | None = None
         self._steps: JitSteps | None = None
         self._compiled: dict[Any, Any] = {}
         # The states last flattened for the compiled steps: (states, buffers, layout).
@@ -114,7 +127,8 @@ class Engine:
     def jit_steps(self) -> JitSteps:
         """`model.jit_step()`, built once."""
         if self._steps is None:
-            self._steps = self.model.jit_step()
+            steps = self.model.jit_step()
+            self._steps = steps if self.members is None else self.members.wrap(steps)
         return self._steps
 
     def flat_states(self) -> tuple[list[Any], Layout]:
@@ -136,7 +150,9 @@ class Engine:
         that later fits compile nothing."""
         cache = self._compiled
         if layout not in cache:
-            cache[layout] = compile_training(self.model, self.jit_steps(), layout)
+            cache[layout] = compile_training(
+                self.model, self.jit_steps(), layout, members=self.members is not None
+            )
         return cache[layout]
 
     def evaluation(
@@ -156,7 +172,9 @@ class Engine:
         if key not in cache:
             steps = self.jit_steps()
             carried = carried_leaves(steps, name, layout, buffers, args, ema)
-            cache[key] = compile_evaluation(self.model, steps, name, layout, carried, ema)
+            cache[key] = compile_evaluation(
+                self.model, steps, name, layout, carried, ema, members=self.members is not None
+            )
         return cache[key]
 
     def initialize(self, batch: Any, class_weight: Any) -> States:

@@ -66,7 +66,7 @@ class LazyLogs(Mapping[str, float]):
             else:
                 host = jax.device_get(dict(logs))
             self._host = {
-                k: float(host[k] if self._index is None else host[k][self._index])
+                k: _host_value(host[k] if self._index is None else host[k][self._index])
                 for k in self._names()
             }
         return self._host
@@ -82,6 +82,12 @@ class LazyLogs(Mapping[str, float]):
 
     def __repr__(self) -> str:
         return f"LazyLogs({self._values()})"
+
+
+def _host_value(value: Any) -> Any:
+    """A log value on the host: a float, or for a population (whose logs carry a leading
+    member axis) a numpy array with one value per member."""
+    return float(value) if np.ndim(value) == 0 else np.asarray(value)
 
 
 def _host_logs(logs: Any, stacked: bool) -> dict[str, float]:
