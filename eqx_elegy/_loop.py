@@ -27,7 +27,7 @@ from ._states import States
 from ._steps import require_predictor
 from ._strategy import strategy_of
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
-from .callbacks._reduce_lr import learning_rates
+from .callbacks._reduce_lr import learning_rate_log
 from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, epoch_chunks, is_source
 
 if TYPE_CHECKING:
@@ -606,9 +606,9 @@ class _Training:
                         epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
                     # Keras' `learning_rate`: the rate this epoch trained with, when the
                     # optimizer keeps one in its state (optax.inject_hyperparams).
-                    rates = learning_rates(self.model.states.optimizer_states)
-                    if rates:
-                        epoch_logs["learning_rate"] = rates[0]
+                    rate = learning_rate_log(self.model.states.optimizer_states)
+                    if rate is not None:
+                        epoch_logs["learning_rate"] = rate
                     cbs.on_epoch_end(epoch, epoch_logs)
                     live.pull()
                     interrupt.check()

@@ -32,6 +32,17 @@ def learning_rates(optimizer_states: Any) -> list[float]:
     ]
 
 
+def learning_rate_log(optimizer_states: Any) -> float | np.ndarray | None:
+    """The first learning rate in an optimizer state, as the epoch logs carry it: a float,
+    or, for a `Population`'s stacked states, an array with one rate per member; None if
+    the optimizer injects none."""
+    found = [n for n in jax.tree.leaves(optimizer_states, is_leaf=_has_rate) if _has_rate(n)]
+    if not found:
+        return None
+    rate = np.asarray(found[0].hyperparams["learning_rate"])
+    return float(rate) if rate.ndim == 0 else rate
+
+
 def with_learning_rates(optimizer_states: Any, change: Callable[[float], float]) -> Any:
     """`optimizer_states` with each learning rate `lr` replaced by `change(lr)`.
 
