@@ -17,6 +17,7 @@ from ._distributed import is_main_process as is_main_process
 from ._jit import JitSteps as JitSteps
 from ._loop import LazyLogs as LazyLogs
 from ._model import Model as Model
+from ._savedir import CheckpointError as CheckpointError
 from ._states import RNGSeq as RNGSeq
 from ._states import States as States
 from ._steps import GradStep as GradStep
