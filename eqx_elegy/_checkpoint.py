@@ -39,6 +39,7 @@ import numpy as np
 
 from . import _manifest
 from ._distributed import gather_to_host
+from ._engine import engine
 from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST
 from ._savedir import CheckpointError as CheckpointError
 from ._savedir import (
@@ -526,6 +527,6 @@ def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = Fal
             if entries[key]["file"] is not None
         }
     if weights_only:
-        model._set_states(states.update(**loaded))
+        engine(model).commit(states.update(**loaded))
     else:
-        model._set_states(states.update(**loaded), initialized=True)
+        engine(model).commit(states.update(**loaded), initialized=True)

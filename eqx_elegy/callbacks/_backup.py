@@ -12,6 +12,7 @@ from typing import Any
 import jax
 
 from .._checkpoint import remove_save
+from .._engine import engine
 from .._savedir import CheckpointError, child_stat, is_plain_name, kind, lstat, open_dir, read_json
 from ._callback import Callback, Logs
 from ._files import check_writable, write_json_atomic
@@ -87,7 +88,7 @@ class BackupAndRestore(Callback):
         epoch, step, name = progress
         self.model.load(os.path.join(self.backup_dir, name))
         # The fit loop starts from this point instead of initial_epoch.
-        object.__setattr__(self.model, "_resume_at", (epoch, step))
+        engine(self.model).resume_at = (epoch, step)
         self.resumed_from = (epoch, step)
         self._current = name
 
