@@ -14,7 +14,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jax
 import numpy as np
@@ -608,7 +608,9 @@ class _Training:
                     # optimizer keeps one in its state (optax.inject_hyperparams).
                     rate = learning_rate_log(self.model.states.optimizer_states)
                     if rate is not None:
-                        epoch_logs["learning_rate"] = rate
+                        # An array only for a Population, whose logs all carry its members
+                        # (typed as one model's, as LazyLogs' are).
+                        epoch_logs["learning_rate"] = cast(float, rate)
                     cbs.on_epoch_end(epoch, epoch_logs)
                     live.pull()
                     interrupt.check()
