@@ -492,6 +492,7 @@ def _load_entry(fd: int, directory: Path, entry: dict[str, Any], like: Any) -> A
             )
         f.seek(0)
         # The leaves in the order `eqx.tree_serialise_leaves` wrote them (flattening order).
+        treedef: Any  # jax's PyTreeDef, which mypy cannot see into
         leaves, treedef = jax.tree_util.tree_flatten(like)
         try:
             value = treedef.unflatten([_read_leaf(f, leaf, file) for leaf in leaves])
