@@ -16,6 +16,11 @@ from ._distributed import initialize_distributed as initialize_distributed
 from ._jit import JitSteps as JitSteps
 from ._loop import LazyLogs as LazyLogs
 from ._model import Model as Model
+from ._population import Population as Population
+from ._savedir import CheckpointError as CheckpointError
+from ._serving import ExportedModel as ExportedModel
+from ._serving import ExportError as ExportError
+from ._serving import load_exported as load_exported
 from ._states import RNGSeq as RNGSeq
 from ._states import States as States
 from ._steps import GradStep as GradStep

@@ -207,6 +207,32 @@ class Evaluation(NamedTuple):
     chunk: Callable[..., tuple[Any, Carry]]
 
 
+def evaluation_function(steps: JitSteps, kind: StepKind, ema: bool) -> Callable[..., Any]:
+    """The function of `steps` that evaluation kind `kind` compiles: with `ema`, it runs on
+    the EMA of the weights (`states.ema_params` in place of `net_params`) and gives back
+    the states with the raw weights, as they were."""
+    fn: Callable[..., Any] = getattr(steps, str(kind.compiled))
+    if not ema:
+        return fn
+
+    def on_ema(states: States, *args: Any) -> Any:
+        swapped = states.update(net_params=states.ema_params)
+        out, new = fn(swapped, *args)
+        # The step left the weights as it got them: give back the raw ones, untouched.
+        got: Any = jax.tree.structure(new.net_params)  # jax's PyTreeDef, which mypy
+        given: Any = jax.tree.structure(swapped.net_params)  # cannot compare
+        if got == given and all(
+            a is b
+            for a, b in zip(
+                jax.tree.leaves(new.net_params), jax.tree.leaves(swapped.net_params), strict=True
+            )
+        ):
+            new = new.update(net_params=states.net_params)
+        return out, new
+
+    return on_ema
+
+
 def _counter_args(kind: StepKind, counter: Any) -> tuple[Any, ...]:
     """The `epoch` and `step` arguments of step `kind` from `counter`, `[epoch, step]` in
     one int32 array (one argument crossing into the compiled call instead of two)."""
@@ -222,19 +248,30 @@ def _metrics_reset(model: Model) -> Callable[[States], States] | None:
     return lambda states: states.update(metrics_states=metrics.init())
 
 
+def _per_member(fn: Callable[..., Any], members: bool) -> Callable[..., Any]:
+    """`fn` mapped over the leading member axis of a population's states (and of the logs
+    they produce), or `fn` itself for one model."""
+    return jax.vmap(fn) if members else fn
+
+
 def _training(
     fn: Callable[..., tuple[Any, States]],
     layout: Layout,
     owner: str,
     reset: Callable[[States], States] | None,
+    members: bool = False,
 ) -> tuple[Callable[..., tuple[Any, list[Any]]], Callable[..., tuple[Any, list[Any]]]]:
     """The train step `fn` on the flat buffers of `layout`, checking that it returns
     states of the same layout: for one batch, and for a stacked chunk of batches through
     `lax.scan`. The chunk unpacks the states once, runs its steps on them as they are,
     and packs them once at the end. With `reset`, an epoch's first step (`step` 0)
     starts from fresh metrics: inside the compiled step, so an epoch's start costs no
-    extra call or compile."""
+    extra call or compile. With `members`, the states (and logs) of a population carry a
+    leading member axis, over which `fn` is already mapped."""
     kind = KINDS["train_step"]
+    packed = _per_member(pack_logs, members)
+    if reset is not None:
+        reset = _per_member(reset, members)
 
     def checked(states: States, batch: Any, class_weight: Any, counter: Any) -> Any:
         if reset is not None:
@@ -246,7 +283,7 @@ def _training(
             )
             states = states.update(metrics_states=metrics)
         logs, new = fn(states, batch, class_weight, *_counter_args(kind, counter))
-        return pack_logs(logs), new, checked_buffers(new, layout, owner, kind.name)
+        return packed(logs), new, checked_buffers(new, layout, owner, kind.name)
 
     def one(buffers: list[Any], batch: Any, class_weight: Any, counter: Any) -> Any:
         logs, _, new_buffers = checked(
@@ -340,10 +377,15 @@ def _eval_steps(one: Callable[..., tuple[Any, Carry]]) -> Callable[..., Any]:
     return chunk
 
 
-def compile_training(model: Model, steps: JitSteps, layout: Layout) -> Compiled:
+def compile_training(
+    model: Model, steps: JitSteps, layout: Layout, *, members: bool = False
+) -> Compiled:
     """The compiled training steps of `model` (from its `steps`) for states of the given
-    layout. They close over the model's configuration, not over the model."""
-    one, chunk = _training(steps.train, layout, type(model).__name__, _metrics_reset(model))
+    layout. They close over the model's configuration, not over the model. `members`: the
+    states are a population's, and `steps` are mapped over its members."""
+    one, chunk = _training(
+        steps.train, layout, type(model).__name__, _metrics_reset(model), members
+    )
     train = steps.jit(one, donate_argnums=0)
     return Compiled(
         train=train,
@@ -360,15 +402,20 @@ class _Carried(NamedTuple):
 
 
 def carried_leaves(
-    steps: JitSteps, name: str, layout: Layout, buffers: list[Any], args: tuple[Any, ...]
+    steps: JitSteps,
+    name: str,
+    layout: Layout,
+    buffers: list[Any],
+    args: tuple[Any, ...],
+    ema: bool = False,
 ) -> _Carried:
     """The leaves of the states that the evaluation step `name` (`test_step` or
     `pred_step`) changes, for states of `layout`: found by tracing it once, abstractly,
     and checking which leaves it passes through untouched. `args` are one step's
     arguments after the states, the counter last (only their shapes and dtypes are
-    used)."""
+    used). `ema`: the step runs on the EMA weights (see `evaluation_function`)."""
     kind = KINDS[name]
-    fn = getattr(steps, str(kind.compiled))
+    fn = evaluation_function(steps, kind, ema)
     found: list[_Carried] = []
 
     def probe(buffers: list[Any], *args: Any) -> Any:
@@ -391,15 +438,26 @@ def carried_leaves(
 
 
 def compile_evaluation(
-    model: Model, steps: JitSteps, name: str, layout: Layout, carried: _Carried
+    model: Model,
+    steps: JitSteps,
+    name: str,
+    layout: Layout,
+    carried: _Carried,
+    ema: bool = False,
+    *,
+    members: bool = False,
 ) -> Evaluation:
     """The compiled `test_step` or `pred_step` (`name`) of `model` for states of the given
-    layout, carrying the leaves `carried` names (see `Evaluation`)."""
+    layout, carrying the leaves `carried` names (see `Evaluation`); with `ema`, on the EMA
+    of the weights. `members`: as in `compile_training`."""
     kind = KINDS[name]
-    fn = getattr(steps, str(kind.compiled))
+    fn = evaluation_function(steps, kind, ema)
     jit = steps.jit
     owner = type(model).__name__
     reset = _metrics_reset(model) if kind.packed_logs else None
+    if reset is not None:
+        reset = _per_member(reset, members)
+    packed = _per_member(pack_logs, members)
     strategy = strategy_of(model)
     indices = carried.indices
 
@@ -427,7 +485,7 @@ def compile_evaluation(
                 f"{owner}.{name} changes different entries of the states for different batch "
                 "shapes; an evaluation step must change the same entries for every batch."
             )
-        out = pack_logs(out) if kind.packed_logs else out
+        out = packed(out) if kind.packed_logs else out
         return out, carried_of(new_leaves, counter.at[1].add(1))
 
     def chunk(buffers: list[Any], carry: Carry, batches: Any, *fixed: Any) -> tuple[Any, Carry]:

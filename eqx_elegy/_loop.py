@@ -14,18 +14,20 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import jax
 import numpy as np
 
 from ._engine import Engine, engine
+from ._export import remember_inputs
 from ._flat import Layout, flatten_states_on_host, unflatten_states_on_host
 from ._jit import Carry, Evaluation, PackedLogs
 from ._states import States
 from ._steps import require_predictor
 from ._strategy import strategy_of
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
+from .callbacks._reduce_lr import learning_rate_log
 from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, epoch_chunks, is_source
 
 if TYPE_CHECKING:
@@ -64,7 +66,7 @@ class LazyLogs(Mapping[str, float]):
             else:
                 host = jax.device_get(dict(logs))
             self._host = {
-                k: float(host[k] if self._index is None else host[k][self._index])
+                k: _host_value(host[k] if self._index is None else host[k][self._index])
                 for k in self._names()
             }
         return self._host
@@ -80,6 +82,12 @@ class LazyLogs(Mapping[str, float]):
 
     def __repr__(self) -> str:
         return f"LazyLogs({self._values()})"
+
+
+def _host_value(value: Any) -> Any:
+    """A log value on the host: a float, or for a population (whose logs carry a leading
+    member axis) a numpy array with one value per member."""
+    return float(value) if np.ndim(value) == 0 else np.asarray(value)
 
 
 def _host_logs(logs: Any, stacked: bool) -> dict[str, float]:
@@ -338,8 +346,11 @@ class _Evaluating:
     """A test or prediction under way: the states' buffers, which it leaves as they are,
     and the buffers of the leaves the step changes, carried from step to step."""
 
-    def __init__(self, model: Model, buffers: list[Any], layout: Layout, name: str):
+    def __init__(
+        self, model: Model, buffers: list[Any], layout: Layout, name: str, use_ema: bool = True
+    ):
         self.model, self.buffers, self.layout, self.name = model, buffers, layout, name
+        self.ema = use_ema and model.ema_decay is not None
         self.fns: Evaluation | None = None
         self.carry: Carry = []
 
@@ -347,7 +358,9 @@ class _Evaluating:
         """Run `chunk` (whose batch, or its inputs alone, is `data`); return the outputs."""
         if self.fns is None:
             args = (_abstract(data, chunk.stacked), *fixed, _counter(0, 0))
-            self.fns = engine(self.model).evaluation(self.layout, self.name, self.buffers, args)
+            self.fns = engine(self.model).evaluation(
+                self.layout, self.name, self.buffers, args, self.ema
+            )
             self.carry = self.fns.start(self.buffers)
         fn = self.fns.chunk if chunk.stacked else self.fns.step
         out, self.carry = fn(self.buffers, self.carry, data, *fixed)
@@ -367,9 +380,11 @@ def _run_test(
     callbacks: CallbackList,
     steps: int | None,
     spe: SpeArg,
+    use_ema: bool = True,
 ) -> dict[str, float]:
     """The logs of the test step over `data`, from the states in `buffers` (left as they
-    are), with the metrics reset first."""
+    are), with the metrics reset first; on the EMA weights when the model keeps them,
+    unless `use_ema` is False."""
     spe = _chunk_steps(spe, data, callbacks, "test", steps)
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
@@ -377,7 +392,7 @@ def _run_test(
     logs: Any = None
     stacked = False
     step = 0
-    run = _Evaluating(model, buffers, layout, "test_step")
+    run = _Evaluating(model, buffers, layout, "test_step", use_ema)
     for chunk in _feed(model, data, 0, spe, steps):
         if batch_hooks:
             for i in range(chunk.steps):
@@ -407,6 +422,7 @@ def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: A
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
+    remember_inputs(model, data)
     return engine(model).initialize(data.first_batch(), _class_weight(class_weight))
 
 
@@ -560,6 +576,7 @@ def fit(
         model,
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
+    remember_inputs(model, train)
     if not model.initialized:
         run.initialize(train.first_batch(), cw)
     training = _Training(model, cbs, train, cw, spe, steps_per_epoch)
@@ -628,6 +645,13 @@ class _Training:
                             self.spe,
                         )
                         epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                    # Keras' `learning_rate`: the rate this epoch trained with, when the
+                    # optimizer keeps one in its state (optax.inject_hyperparams).
+                    rate = learning_rate_log(self.model.states.optimizer_states)
+                    if rate is not None:
+                        # An array only for a Population, whose logs all carry its members
+                        # (typed as one model's, as LazyLogs' are).
+                        epoch_logs["learning_rate"] = cast(float, rate)
                     cbs.on_epoch_end(epoch, epoch_logs)
                     live.pull()
                     interrupt.check()
@@ -705,6 +729,7 @@ def evaluate(
     steps: int | None,
     callbacks: Sequence[Callback] | None,
     steps_per_execution: SpeArg | None,
+    use_ema: bool = True,
 ) -> dict[str, float]:
     """`Model.evaluate`: the logs over the data; the model's states are not changed."""
     _check_int("batch_size", batch_size, 1)
@@ -722,10 +747,11 @@ def evaluate(
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
+    remember_inputs(model, data)
     run = engine(model)
     if not model.initialized:
         run.initialize(data.first_batch(), None)
-    return _run_test(model, *run.flat_states(), data, cbs, steps, spe)
+    return _run_test(model, *run.flat_states(), data, cbs, steps, spe, use_ema)
 
 
 def predict(
@@ -737,6 +763,7 @@ def predict(
     steps: int | None,
     callbacks: Sequence[Callback] | None,
     steps_per_execution: SpeArg | None,
+    use_ema: bool = True,
 ) -> Any:
     """`Model.predict`: the predictions for every example, concatenated on the host."""
     _check_int("batch_size", batch_size, 1)
@@ -749,10 +776,11 @@ def predict(
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
+    remember_inputs(model, data)
     if not model.initialized:
         engine(model).initialize(data.first_batch(), None)
     spe = _chunk_steps(spe, data, cbs, "predict", steps)
-    run = _Evaluating(model, *engine(model).flat_states(), "pred_step")
+    run = _Evaluating(model, *engine(model).flat_states(), "pred_step", use_ema)
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
     tick = cbs.throttled("on_predict_batch_end")
     cbs.on_predict_begin()

@@ -308,11 +308,12 @@ def run_step(model: Model, name: str, **available: Any) -> Any:
 
 
 def batch_size_of(x: Any) -> int:
-    """The leading (batch) dimension of the arrays of `x`."""
+    """The leading (batch) dimension of the arrays of `x`: a Python int, or a symbolic
+    dimension when `x` is traced for `Model.export` (so never `int()` it)."""
     leaves = jax.tree.leaves(x)
     if not leaves or not getattr(leaves[0], "shape", ()):
         raise ValueError("x must contain arrays with a leading batch dimension.")
-    return int(leaves[0].shape[0])
+    return leaves[0].shape[0]
 
 
 def require_predictor(model: Model, method: str) -> None:

@@ -1,5 +1,8 @@
 """The compiled engine: compile counts, steps_per_execution, lazy logs, interrupts."""
 
+import os
+import signal
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -105,6 +108,145 @@ def test_steps_per_execution_must_be_auto_or_a_positive_int():
         mlp_model().fit(x, y, verbose=0, steps_per_execution="fast")
     with pytest.raises(ValueError, match=">= 1"):
         mlp_model().fit(x, y, verbose=0, steps_per_execution=0)
+
+
+def _leaves(tree) -> list[np.ndarray]:
+    return [np.asarray(a) for a in jax.tree.leaves(tree)]
+
+
+def _assert_same_training(a: elegy.Model, b: elegy.Model, atol: float = 1e-6) -> None:
+    for name in ("net_params", "ema_params", "optimizer_states"):
+        left, right = _leaves(a.states.get(name)), _leaves(b.states.get(name))
+        for p, q in zip(left, right, strict=True):
+            np.testing.assert_allclose(p, q, atol=atol, err_msg=name)
+
+
+def test_auto_chunks_train_as_single_steps_with_ema_multisteps_and_validation():
+    # 300 examples, 20% for validation: 17 full batches of 14 in one chunk, then a
+    # partial one; MultiSteps applies an update every 4 steps, across chunk boundaries.
+    x, y = digits(300)
+
+    def build(**kwargs) -> elegy.Model:
+        inner = optax.inject_hyperparams(optax.adam)(learning_rate=1e-2)
+        return mlp_model(
+            optimizer=optax.MultiSteps(inner, every_k_schedule=4), ema_decay=0.9, **kwargs
+        )
+
+    one, auto = build(steps_per_execution=1), build()
+    options = dict(batch_size=14, epochs=3, verbose=0, validation_split=0.2)
+    h1 = one.fit(x, y, **options)
+    ha = auto.fit(x, y, **options)
+    assert int(auto.states.optimizer_states.gradient_step) == 3 * 18 // 4
+    _assert_same_training(one, auto)
+    assert h1.history.keys() == ha.history.keys() >= {"val_loss", "learning_rate"}
+    for name, values in h1.history.items():
+        assert ha.history[name] == pytest.approx(values, rel=1e-5), name
+
+
+def test_auto_chunks_equal_a_hand_written_optax_loop():
+    x, y = digits(256)
+    model = mlp_model(optimizer=optax.sgd(0.1))
+    model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+
+    net, optimizer = mlp(), optax.sgd(0.1)
+    params, static = eqx.partition(net, eqx.is_array)
+    opt_state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, opt_state, xb, yb):
+        def loss(params):
+            logits = jax.vmap(eqx.combine(params, static))(xb)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+        grads = jax.grad(loss)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    for _epoch in range(2):
+        for i in range(0, 256, 32):
+            params, opt_state = step(params, opt_state, x[i : i + 32], y[i : i + 32])
+    for p, q in zip(_leaves(model.states.net_params), _leaves(params), strict=True):
+        np.testing.assert_allclose(p, q, atol=1e-5)
+
+
+def test_auto_chunks_resume_a_backup_taken_mid_epoch(tmp_path):
+    x, y = digits(320)  # 10 batches of 32 per epoch
+    options = dict(batch_size=32, epochs=3, verbose=0)
+    reference = mlp_model(steps_per_execution=1)
+    reference.fit(x, y, **options)
+
+    class Crash(elegy.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            if (self.epoch, batch) == (1, 6):
+                raise RuntimeError("crash")
+
+    backup = str(tmp_path / "backup")
+    crashed = mlp_model()  # runs single steps: its callbacks watch every batch
+    with pytest.raises(RuntimeError, match="crash"):  # backups every 3 steps, the last at (1, 5)
+        crashed.fit(x, y, **options, callbacks=[Crash(), elegy.callbacks.BackupAndRestore(backup, 3)])
+
+    calls: list[tuple[int, int]] = []
+
+    class Calls(elegy.callbacks.Callback):
+        batch_end_interval = 1e-9  # throttled: called after each compiled call
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_end(self, batch, logs=None):
+            calls.append((self.epoch, batch))
+
+    restore = elegy.callbacks.BackupAndRestore(backup)  # per epoch: no per-step hook
+    resumed = mlp_model()
+    resumed.fit(x, y, **options, callbacks=[restore, Calls()])
+    assert restore.resumed_from == (1, 5)
+    # Epoch 1 from step 5 runs the rest of its chunk step by step; epoch 2 is one chunk
+    # (each reported once after its call and once at the epoch's end).
+    assert calls == [(1, 5), (1, 6), (1, 7), (1, 8), (1, 9), (1, 9), (2, 9), (2, 9)]
+    _assert_same_training(reference, resumed)
+
+
+def test_an_exception_in_a_callback_leaves_the_model_at_its_last_completed_chunk():
+    x, y = digits(320)  # 10 batches of 32: one chunk of 10 per epoch
+
+    class Fail(elegy.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise ValueError("fail")
+
+    failed = mlp_model()
+    with pytest.raises(ValueError, match="fail"):
+        failed.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[Fail()])
+    reference = mlp_model(steps_per_execution=1)
+    reference.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert int(failed.states.optimizer_states[0].count) == 20
+    _assert_same_training(reference, failed)
+    failed.fit(x, y, batch_size=32, epochs=1, verbose=0)  # its buffers are still usable
+
+
+def test_ctrl_c_during_auto_chunks_keeps_the_completed_chunks():
+    x, y = digits(1280)  # 40 batches of 32: two chunks of 20 per epoch
+    ends: list[int] = []
+
+    class CtrlC(elegy.callbacks.Callback):
+        batch_end_interval = 1e-9  # throttled: called after each compiled call
+
+        def on_train_batch_end(self, batch, logs=None):
+            ends.append(batch)
+            if batch == 19:  # the first chunk has run: Ctrl-C as if pressed during it
+                os.kill(os.getpid(), signal.SIGINT)
+
+    model = mlp_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[CtrlC()])
+    assert ends == [19]
+    assert int(model.states.optimizer_states[0].count) == 20
+    reference = mlp_model(steps_per_execution=1)
+    reference.fit(x, y, batch_size=32, epochs=1, steps_per_epoch=20, verbose=0)
+    _assert_same_training(reference, model)
 
 
 def test_batch_hooks_called_per_step_with_chunk_values():

@@ -83,7 +83,12 @@ class TensorBoard(Callback):
         for name, value in (logs or {}).items():
             part, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
             self._writer(part).add_scalar(f"epoch_{tag}", float(value), epoch)
-        rates = learning_rates(self.model.states.optimizer_states)
+        # fit logs the rate of an injected optimizer itself, as "learning_rate".
+        rates = (
+            []
+            if "learning_rate" in (logs or {})
+            else learning_rates(self.model.states.optimizer_states)
+        )
         if rates:
             self._writer("train").add_scalar("epoch_learning_rate", rates[0], epoch)
         for writer in self._writers.values():
