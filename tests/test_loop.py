@@ -186,7 +186,9 @@ def test_auto_chunks_resume_a_backup_taken_mid_epoch(tmp_path):
     backup = str(tmp_path / "backup")
     crashed = mlp_model()  # runs single steps: its callbacks watch every batch
     with pytest.raises(RuntimeError, match="crash"):  # backups every 3 steps, the last at (1, 5)
-        crashed.fit(x, y, **options, callbacks=[Crash(), elegy.callbacks.BackupAndRestore(backup, 3)])
+        crashed.fit(
+            x, y, **options, callbacks=[Crash(), elegy.callbacks.BackupAndRestore(backup, 3)]
+        )
 
     calls: list[tuple[int, int]] = []
 
