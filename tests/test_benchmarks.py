@@ -22,7 +22,13 @@ def test_bench_fit_quick_produces_every_row(tmp_path):
     report = json.loads(out.read_text())
     for workload, rows in report["results"].items():
         skipped = report["skipped"].get(workload, {})
-        for loop in ("jit fed numpy", "scan floor", "eqx_elegy spe=1", "eqx_elegy spe=32"):
+        for loop in (
+            "jit fed numpy",
+            "scan floor",
+            "eqx_elegy fit",
+            "eqx_elegy spe=1",
+            "eqx_elegy spe=32",
+        ):
             assert loop not in skipped, skipped
             (run,) = rows[loop]
             assert run["first_epoch_s"] > 0 and run["steady_us_per_step"] > 0
