@@ -537,7 +537,7 @@ def fit(
         )
     cw = _class_weight(class_weight)
     if "train_step" not in model._overridden():
-        model._optimizer_or_raise()
+        model.get_optimizer()
 
     history = History()
     object.__setattr__(model, "history", history)

@@ -7,10 +7,12 @@ pytree at well-defined points; that swap is the only mutation in the library.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
+import types
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
 
 import equinox as eqx
 import jax
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from ._jit import JitSteps
     from ._summary import SummaryRow
     from .callbacks import Callback, History
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 _ALIASES: dict[str, str] = {
     "pred_step": "PredStep",
@@ -55,6 +59,37 @@ def _is_state_index(node: Any) -> bool:
 
 def _has_state(module: Any) -> bool:
     return any(_is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=_is_state_index))
+
+
+def _instance_only(method: _Method) -> _Method:
+    """Mark a method that loads into an existing model (`load`): looked up on the class
+    and called without a model, it raises an error that says how to call it, instead of
+    Python's bare "missing 1 required positional argument"."""
+    return cast(_Method, _InstanceOnly(method))
+
+
+class _InstanceOnly:
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+
+    def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
+        if instance is not None:
+            return types.MethodType(self.method, instance)
+        method = self.method
+
+        @functools.wraps(method)
+        def on_class(*args: Any, **kwargs: Any) -> Any:
+            if args and isinstance(args[0], owner):  # `Model.load(model, path)`
+                return method(*args, **kwargs)
+            name = f"{owner.__name__}.{method.__name__}"
+            raise TypeError(
+                f"{name}(path) is called on the class, but it loads into a model: build the "
+                "model as it was built before it was saved (same class, module, loss, "
+                f"metrics and optimizer), then call model.{method.__name__}(path). A save "
+                "holds the states only, never code, so it cannot rebuild the model itself."
+            )
+
+        return on_class
 
 
 def _batch_size(x: Any) -> int:
@@ -155,12 +190,16 @@ class Model(eqx.Module):
         bound.update((k, v) for k, v in kwargs.items() if k in params)
         return default(**bound)
 
-    def _optimizer_or_raise(self) -> optax.GradientTransformation:
+    def get_optimizer(self) -> optax.GradientTransformation:
+        """The model's optimizer, for a `train_step` override that applies it (its state
+        is `states.optimizer_states`). Unlike the `optimizer` field, which may be None for
+        a model that trains without one, this is typed as never None: a model built
+        without an optimizer raises a TypeError that says to pass one."""
         if self.optimizer is None:
             raise TypeError(
-                f"{type(self).__name__}: the default train_step needs an optimizer; pass "
-                "optimizer=optax.adam(1e-3) (any optax GradientTransformation), or override "
-                "train_step."
+                f"{type(self).__name__} has no optimizer, and its train_step needs one: "
+                "build it with optimizer=optax.adam(1e-3) (any optax GradientTransformation), "
+                "or override train_step to update the parameters without one."
             )
         return self.optimizer
 
@@ -317,7 +356,7 @@ class Model(eqx.Module):
         training: bool,
         rng: Any = None,
     ) -> TrainStep:
-        optimizer = self._optimizer_or_raise()
+        optimizer = self.get_optimizer()
         _, logs, states, grads = self._run(
             "grad_step",
             rng=rng,
@@ -588,6 +627,7 @@ class Model(eqx.Module):
 
         save(self, path, weights_only=weights_only)
 
+    @_instance_only
     def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
         """Load a save of a model built the same way: its `states` give the structure,
         which must match the file's (paths, shapes, dtypes) or nothing changes and a

@@ -341,3 +341,73 @@ def test_fit_without_labels_when_steps_need_none():
     model = Centroid(optimizer=optax.sgd(0.2))
     model.fit(x, batch_size=128, epochs=60, verbose=0)
     np.testing.assert_allclose(model.states.net_params, x.mean(0), atol=1e-3)
+
+
+class ClippedLinear(elegy.Model):
+    """A custom train_step that applies the model's optimizer (issue 23, point 2): clip
+    the gradients to a global norm by hand, log the norm, then the optax update."""
+
+    max_norm: float = 0.1
+
+    def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
+        w = jnp.zeros((x.shape[1], 10)) if initializing else states.net_params
+        loss = optax.softmax_cross_entropy_with_integer_labels(x @ w, y_true).mean()
+        return loss, {"loss": loss}, states.update(net_params=w)
+
+    def train_step(self, x, y_true, states, initializing) -> elegy.TrainStep:
+        _, logs, states, grads = self.grad_step(
+            x=x, y_true=y_true, states=states, initializing=initializing
+        )
+        optimizer = self.get_optimizer()
+        with jax.numpy_dtype_promotion("standard"):
+            if initializing:
+                return logs, states.update(optimizer_states=optimizer.init(states.net_params))
+            norm = optax.tree.norm(grads)
+            grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, self.max_norm / norm), grads)
+            updates, opt_states = optimizer.update(
+                grads, states.optimizer_states, states.net_params
+            )
+        params = optax.apply_updates(states.net_params, updates)
+        return {**logs, "grad_norm": norm}, states.update(
+            net_params=params, optimizer_states=opt_states
+        )
+
+
+def test_get_optimizer_in_a_custom_train_step_matches_optax_clipping():
+    x, y = digits(256)
+    model = ClippedLinear(optimizer=optax.adam(0.1))
+    assert model.get_optimizer() is model.optimizer
+    history = model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    assert history.history["grad_norm"][0] > 0.1  # so the clipping did something
+
+    def loss_fn(w, xb, yb):
+        return optax.softmax_cross_entropy_with_integer_labels(xb @ w, yb).mean()
+
+    optimizer = optax.chain(optax.clip_by_global_norm(0.1), optax.adam(0.1))
+    w = jnp.zeros((64, 10))
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = optimizer.init(w)
+    for _ in range(2):
+        for i in range(0, 256, 64):
+            grads = jax.grad(loss_fn)(w, x[i : i + 64], y[i : i + 64])
+            with jax.numpy_dtype_promotion("standard"):
+                updates, opt_state = optimizer.update(grads, opt_state, w)
+            w = optax.apply_updates(w, updates)
+    np.testing.assert_allclose(model.states.net_params, w, atol=1e-6)
+
+
+def test_get_optimizer_without_one_says_to_pass_it():
+    model = ClippedLinear()
+    before = model.states
+    message = (
+        "ClippedLinear has no optimizer, and its train_step needs one: build it with "
+        "optimizer=optax.adam(1e-3) (any optax GradientTransformation), or override "
+        "train_step to update the parameters without one."
+    )
+    with pytest.raises(TypeError) as direct:
+        model.get_optimizer()
+    assert str(direct.value) == message
+    with pytest.raises(TypeError) as in_fit:
+        model.fit(*digits(64), verbose=0)
+    assert str(in_fit.value) == message
+    assert model.states is before
