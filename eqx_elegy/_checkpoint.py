@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._distributed import gather_to_host
+from ._engine import engine
 from ._summary import path_str
 
 if TYPE_CHECKING:
@@ -406,6 +407,6 @@ def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = Fal
         except Exception as error:  # a truncated or garbled .npy record
             raise CheckpointError(f"{file} could not be read ({error}); it is corrupt.") from None
     if weights_only:
-        model._set_states(states.update(**loaded))
+        engine(model).commit(states.update(**loaded))
     else:
-        model._set_states(states.update(**loaded), initialized=True)
+        engine(model).commit(states.update(**loaded), initialized=True)

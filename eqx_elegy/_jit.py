@@ -8,7 +8,6 @@ model's whole step, while a list of arrays crosses into the compiled call in C++
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import math
@@ -53,17 +52,15 @@ class JitSteps(NamedTuple):
 
 def _stripped(model: Model) -> Model:
     """A copy of `model` without its states and without the module's parameters (they
-    come from `states.net_params`), so that the step functions close over no weights."""
-    stripped = copy.copy(model)
-    vars(stripped).pop("_jit_steps", None)
-    vars(stripped).pop("_compiled", None)
-    vars(stripped).pop("_flat_states", None)
-    object.__setattr__(stripped, "states", None)
-    if model.module is not None:
-        object.__setattr__(
-            stripped, "module", eqx.filter(model.module, eqx.is_inexact_array, inverse=True)
-        )
-    return stripped
+    come from `states.net_params`), so that the step functions close over no weights.
+    Built with `eqx.tree_at`, which makes a new instance from the fields alone: the copy
+    has no engine, and holds no reference to the model."""
+    module = model.module
+    if module is not None:
+        module = eqx.filter(module, eqx.is_inexact_array, inverse=True)
+    return eqx.tree_at(
+        lambda m: (m.states, m.module), model, (None, module), is_leaf=lambda x: x is None
+    )
 
 
 def _step_rngs(rng: Any, seed: int, kind: int, epoch: Any, step: Any) -> tuple[RNGSeq, RNGSeq]:
@@ -197,15 +194,6 @@ def build_jit_steps(model: Model) -> JitSteps:
         return laid_out(None, new.update(rng=rng), states)[1]
 
     return JitSteps(init=init, train=train, test=test, pred=pred)
-
-
-def jit_steps(model: Model) -> JitSteps:
-    """`model.jit_step()`, built once per model instance."""
-    cached = vars(model).get("_jit_steps")
-    if cached is None:
-        cached = model.jit_step()
-        object.__setattr__(model, "_jit_steps", cached)
-    return cached
 
 
 class Compiled(NamedTuple):
@@ -553,20 +541,16 @@ def _eval_steps(one: Callable[..., tuple[Any, Carry]]) -> Callable[..., Any]:
     return chunk
 
 
-def compiled(model: Model, layout: Layout) -> Compiled:
-    """The compiled training steps of `model` for states of the given layout, cached on
-    the model so that later fits compile nothing."""
-    cache: dict[Any, Any] = vars(model).setdefault("_compiled", {})
-    if layout not in cache:
-        steps = jit_steps(model)
-        step = _fresh_epochs(steps.train, _metrics_reset(model))
-        one, chunk = _training(step, layout, type(model).__name__)
-        train = steps.jit(one, donate_argnums=0)
-        cache[layout] = Compiled(
-            train=train,
-            train_chunk=_scan_or_steps(steps.jit(chunk, donate_argnums=0), _train_steps(train)),
-        )
-    return cache[layout]
+def compile_training(model: Model, steps: JitSteps, layout: Layout) -> Compiled:
+    """The compiled training steps of `model` (from its `steps`) for states of the given
+    layout. They close over the model's configuration, not over the model."""
+    step = _fresh_epochs(steps.train, _metrics_reset(model))
+    one, chunk = _training(step, layout, type(model).__name__)
+    train = steps.jit(one, donate_argnums=0)
+    return Compiled(
+        train=train,
+        train_chunk=_scan_or_steps(steps.jit(chunk, donate_argnums=0), _train_steps(train)),
+    )
 
 
 class _Carried(NamedTuple):
@@ -602,19 +586,23 @@ def _carried(
     return found[0]
 
 
-def evaluation(
-    model: Model, layout: Layout, name: str, buffers: list[Any], args: tuple[Any, ...]
+def carried_leaves(
+    steps: JitSteps, name: str, layout: Layout, buffers: list[Any], args: tuple[Any, ...]
+) -> _Carried:
+    """The leaves of the states that the evaluation step `name` (`test_step` or
+    `pred_step`) changes, for states of `layout`; `args` are one step's arguments after
+    the states (their shapes and dtypes are all that is used)."""
+    fn = _counted(steps.test if name == "test_step" else steps.pred, name)
+    return _carried(fn, layout, buffers, args)
+
+
+def compile_evaluation(
+    model: Model, steps: JitSteps, name: str, layout: Layout, carried: _Carried
 ) -> Evaluation:
-    """The compiled `test_step` or `pred_step` of `model` for states of the given layout,
-    cached on the model. `args` are one step's arguments after the states; their shapes
-    and dtypes are used once, to find the leaves the step changes."""
-    cache: dict[Any, Any] = vars(model).setdefault("_compiled", {})
-    if (layout, name) not in cache:
-        steps = jit_steps(model)
-        fn = _counted(steps.test if name == "test_step" else steps.pred, name)
-        carried = _carried(fn, layout, buffers, args)
-        cache[layout, name] = _evaluation(model, steps.jit, fn, layout, name, carried)
-    return cache[layout, name]
+    """The compiled `test_step` or `pred_step` (`name`) of `model` for states of the given
+    layout, carrying the leaves `carried` names."""
+    fn = _counted(steps.test if name == "test_step" else steps.pred, name)
+    return _evaluation(model, steps.jit, fn, layout, name, carried)
 
 
 def _evaluation(
@@ -627,6 +615,7 @@ def _evaluation(
 ) -> Evaluation:
     owner = type(model).__name__
     reset = _metrics_reset(model) if name == "test_step" else None
+    strategy = model.strategy
     indices = carried.indices
 
     def carried_of(leaves: list[Any], counter: Any) -> list[Any]:
@@ -636,8 +625,8 @@ def _evaluation(
         states = unflatten_states(layout, buffers)
         if reset is not None:
             states = reset(states)
-        if model.strategy is not None:  # laid out as the step will return them
-            states = model.strategy.constrain_states(states)
+        if strategy is not None:  # laid out as the step will return them
+            states = strategy.constrain_states(states)
         return carried_of(jax.tree.leaves(states), jnp.zeros(2, jnp.int32))
 
     def step(buffers: list[Any], carry: Carry, data: Any, *fixed: Any) -> tuple[Any, Carry]:
@@ -667,15 +656,3 @@ def _evaluation(
     one = jit(step, donate_argnums=1)
     scanned = jit(chunk, donate_argnums=1)
     return Evaluation(start=jit(start), step=one, chunk=_scan_or_steps(scanned, _eval_steps(one)))
-
-
-def initialize(model: Model, batch: Any, class_weight: Any) -> States:
-    """Run the model's init step on `batch` and store the result on the model."""
-    steps = jit_steps(model)
-    states = model.states
-    if model.strategy is not None:
-        states = model.strategy.put_states(states)
-        batch = model.strategy.put_batch(batch, False)
-    states = steps.jit(steps.init)(states, batch, class_weight)
-    model._set_states(states, initialized=True)
-    return states

@@ -19,18 +19,17 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from ._engine import Engine, engine
 from ._jit import (
     Carry,
     Evaluation,
     Layout,
     PackedLogs,
-    compiled,
-    evaluation,
     flatten_states_on_host,
-    initialize,
     unflatten_states_on_host,
 )
 from ._states import States
+from ._steps import require_predictor
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, is_source, prefetch
 
@@ -207,37 +206,16 @@ def _owned(states: Any) -> Any:
     return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, states)
 
 
-def _flat_states(model: Model) -> tuple[list[Any], Layout]:
-    """`model.states` as the flat buffers the compiled steps take (placed by the model's
-    strategy), flattened once per states object: evaluate and predict must not spend a
-    small model's whole evaluation time packing the same states again."""
-    cached = vars(model).get("_flat_states")
-    if cached is not None and cached[0] is model.states and cached[1] is model.strategy:
-        return cached[2], cached[3]
-    leaves, layout = flatten_states_on_host(
-        _placed(model, model.states), pack=model.strategy is None
-    )
-    _cache_flat(model, leaves, layout)
-    return leaves, layout
-
-
-def _cache_flat(model: Model, leaves: list[Any], layout: Layout) -> None:
-    object.__setattr__(model, "_flat_states", (model.states, model.strategy, leaves, layout))
-
-
 def _placed(model: Model, states: States) -> States:
     """The states as the model's distribution strategy lays them out (if any)."""
     return states if model.strategy is None else model.strategy.put_states(states)
 
 
-def _resume_point(model: Model, initial_epoch: int) -> tuple[int, int]:
+def _resume_point(run: Engine, initial_epoch: int) -> tuple[int, int]:
     """The epoch and step a fit starts at: `initial_epoch`, unless a callback
-    (BackupAndRestore) loaded a backup in on_train_begin and set `model._resume_at`."""
-    resume = vars(model).get("_resume_at")
-    if resume is None:
-        return initial_epoch, 0
-    object.__delattr__(model, "_resume_at")
-    return resume
+    (BackupAndRestore) loaded a backup in on_train_begin and set the resume point."""
+    resume, run.resume_at = run.resume_at, None
+    return (initial_epoch, 0) if resume is None else resume
 
 
 def _skipped(chunks: Iterator[Chunk], steps: int) -> Iterator[Chunk]:
@@ -302,16 +280,6 @@ def _warn_ran_out(epoch: int, step: int, steps: int | None) -> None:
     )
 
 
-def _require_predictor(model: Model, method: str) -> None:
-    from ._model import Model as Base
-
-    if model.module is None and type(model).pred_step is Base.pred_step:
-        raise TypeError(
-            f"{type(model).__name__}.{method} needs predictions, but the model has no module "
-            "and does not override pred_step: pass Model(module=...) or override pred_step."
-        )
-
-
 def _counter(epoch: int, step: int) -> np.ndarray:
     """The `[epoch, step]` a compiled step derives its random keys from."""
     return np.array([epoch, step], np.int32)
@@ -324,13 +292,14 @@ class _Live:
 
     def __init__(self, model: Model, states: States):
         self.model = model
+        self.engine = engine(model)
         self._seen: States | None = model.states
         self.changed = False  # only a completed step gives the model new states
         self.set(states)
 
     def set(self, states: States) -> None:
         self.leaves, self.layout = flatten_states_on_host(states, pack=self.model.strategy is None)
-        self.fns = compiled(self.model, self.layout)
+        self.fns = self.engine.training(self.layout)
         self._states: States | None = states
 
     def update(self, leaves: list[Any]) -> None:
@@ -353,18 +322,19 @@ class _Live:
         ):
             return
         states = self.states
-        # Through the class: equinox builds a bound-method object on each instance
-        # access, which costs about as much as a small model's training step.
-        type(self.model)._set_states(self.model, states)
+        self.engine.commit(states)
         self._seen = states
         self.changed = False
 
     def close(self) -> None:
         """Store the final states on the model, with their flat buffers (no later step
         donates them) for the evaluations that follow."""
-        self.push()
-        if self.model.states is self._seen and not self.changed:
-            _cache_flat(self.model, self.leaves, self.layout)
+        if any(isinstance(b, jax.Array) and b.is_deleted() for b in self.leaves):
+            return  # see `push`
+        if self.changed:
+            self.engine.commit(self.states, flat=(self.leaves, self.layout))
+        elif self.model.states is self._seen:  # no callback replaced them since
+            self.engine.commit(self.model.states, flat=(self.leaves, self.layout))
 
     def pull(self) -> None:
         if self.model.states is not self._seen:
@@ -385,7 +355,7 @@ class _Evaluating:
         """Run `chunk` (whose batch, or its inputs alone, is `data`); return the outputs."""
         if self.fns is None:
             args = (_abstract(data, chunk.stacked), *fixed, _counter(0, 0))
-            self.fns = evaluation(self.model, self.layout, self.name, self.buffers, args)
+            self.fns = engine(self.model).evaluation(self.layout, self.name, self.buffers, args)
             self.carry = self.fns.start(self.buffers)
         fn = self.fns.chunk if chunk.stacked else self.fns.step
         out, self.carry = fn(self.buffers, self.carry, data, *fixed)
@@ -444,7 +414,7 @@ def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: A
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
-    return initialize(model, data.first_batch(), _class_weight(class_weight))
+    return engine(model).initialize(data.first_batch(), _class_weight(class_weight))
 
 
 def fit(
@@ -540,7 +510,8 @@ def fit(
         model.get_optimizer()
 
     history = History()
-    object.__setattr__(model, "history", history)
+    run = engine(model)
+    run.history = history
     steps = steps_per_epoch or train.num_batches()
     cbs = CallbackList(
         [history, *_default_callbacks(verbose, callbacks), *(callbacks or [])],
@@ -548,9 +519,9 @@ def fit(
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
     if not model.initialized:
-        initialize(model, train.first_batch(), cw)
+        run.initialize(train.first_batch(), cw)
     live = _Live(model, _placed(model, _owned(model.states)))
-    model.stop_training = False
+    run.stop_training = False
     begin_hooks = cbs.wants("on_train_batch_begin")
     batch_hooks = begin_hooks or cbs.wants("on_train_batch_end")
     tick = cbs.throttled("on_train_batch_end")  # e.g. the progress bar: a clock read per step
@@ -560,7 +531,7 @@ def fit(
         with _DeferredInterrupt() as interrupt:
             cbs.on_train_begin()
             live.pull()
-            first_epoch, first_step = _resume_point(model, initial_epoch)
+            first_epoch, first_step = _resume_point(run, initial_epoch)
             for epoch in range(first_epoch, epochs):
                 # The step numbered 0 resets the metrics; an epoch resumed mid-way keeps
                 # those it had accumulated.
@@ -593,8 +564,7 @@ def fit(
                     if tick is not None and perf_counter() >= tick.next:
                         tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
                     interrupt.check()
-                    # vars(): equinox's attribute lookup is slow enough to show per step.
-                    if vars(model).get("stop_training"):
+                    if run.stop_training:
                         break
                 if logs is None:
                     if train.exhausted:  # a generator that ran out at the end of an epoch
@@ -615,7 +585,7 @@ def fit(
                 interrupt.check()
                 if train.exhausted:
                     _warn_ran_out(epoch, step, steps)
-                if model.stop_training or train.exhausted:
+                if run.stop_training or train.exhausted:
                     break
             live.push()
             cbs.on_train_end(epoch_logs)
@@ -652,9 +622,10 @@ def evaluate(
         model,
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
+    run = engine(model)
     if not model.initialized:
-        initialize(model, data.first_batch(), None)
-    return _run_test(model, *_flat_states(model), data, cbs, steps, spe)
+        run.initialize(data.first_batch(), None)
+    return _run_test(model, *run.flat_states(), data, cbs, steps, spe)
 
 
 def predict(
@@ -670,7 +641,7 @@ def predict(
     """`Model.predict`: the predictions for every example, concatenated on the host."""
     _check_int("batch_size", batch_size, 1)
     _check_int("steps", steps, 1)
-    _require_predictor(model, "predict")
+    require_predictor(model, "predict")
     spe = _steps_per_execution(model, steps_per_execution)
     data = adapter_for(x, batch_size=batch_size, steps=steps)
     cbs = CallbackList(
@@ -679,8 +650,8 @@ def predict(
         {"steps": steps or data.num_batches(), "verbose": verbose},
     )
     if not model.initialized:
-        initialize(model, data.first_batch(), None)
-    run = _Evaluating(model, *_flat_states(model), "pred_step")
+        engine(model).initialize(data.first_batch(), None)
+    run = _Evaluating(model, *engine(model).flat_states(), "pred_step")
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
     tick = cbs.throttled("on_predict_batch_end")
     cbs.on_predict_begin()

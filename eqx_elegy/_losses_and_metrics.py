@@ -29,6 +29,7 @@ uses them), every metric here is weighted by `sample_weight` and `class_weight`,
 as in Elegy.
 """
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, cast
 
@@ -135,11 +136,20 @@ def _metric_object(spec: Any, where: str) -> Metric:
     raise TypeError(f"{where} must be {_METRIC_ACCEPTED}; got {type(spec).__name__}: {spec!r}.")
 
 
-def _metric_objects(specs: Any, where: str) -> list[Metric]:
-    """The metrics of one dict or list entry: None, one metric, or a list of them."""
+def _spec_name(spec: Any) -> str | None:
+    return spec.lower() if isinstance(spec, str) else None
+
+
+def _metric_objects(specs: Any, where: str) -> list[tuple[Metric, str | None]]:
+    """The metrics of one dict or list entry (None, one metric, or a list of them), each
+    with the name it was given by (None for an object)."""
     if isinstance(specs, list | tuple):
-        return [_metric_object(s, f"{where}[{j}]") for j, s in enumerate(specs) if s is not None]
-    return [] if specs is None else [_metric_object(specs, where)]
+        return [
+            (_metric_object(s, f"{where}[{j}]"), _spec_name(s))
+            for j, s in enumerate(specs)
+            if s is not None
+        ]
+    return [] if specs is None else [(_metric_object(specs, where), _spec_name(specs))]
 
 
 def _unique(names: Sequence[str], taken: set[str]) -> list[str]:
@@ -166,6 +176,10 @@ class _MetricTerm(eqx.Module):
     log_name: str = eqx.field(static=True)
     metric: Metric
     target: Target = eqx.field(static=True)
+    # The name it was given by (`metrics=["precision"]`), else None: a named metric
+    # takes `from_logits` from the output's binary crossentropy, as the user chose
+    # no arguments.
+    spec: str | None = eqx.field(static=True)
 
 
 def _running_mean(state: dict[str, Array], value: Array, weight: Array) -> dict[str, Array]:
@@ -254,27 +268,27 @@ class LossesAndMetrics(eqx.Module):
             )
         )
 
-        metric_entries: list[tuple[str, Metric, Target]] = []
+        metric_entries: list[tuple[str, Metric, Target, str | None]] = []
         metric_positions = 0
         if isinstance(metrics, Mapping):
             for key, specs in metrics.items():
                 if not isinstance(key, str):
                     raise TypeError(f"`metrics` dict keys must be str, got {key!r}.")
-                for m in _metric_objects(specs, f"metrics[{key!r}]"):
-                    metric_entries.append((f"{key}_{m.name}", m, key))
+                for m, spec in _metric_objects(specs, f"metrics[{key!r}]"):
+                    metric_entries.append((f"{key}_{m.name}", m, key, spec))
         elif isinstance(metrics, list | tuple):
             metric_positions = len(metrics)
             for i, specs in enumerate(metrics):
-                for m in _metric_objects(specs, f"metrics[{i}]"):
-                    metric_entries.append((m.name, m, i))
+                for m, spec in _metric_objects(specs, f"metrics[{i}]"):
+                    metric_entries.append((m.name, m, i, spec))
         elif metrics is not None:
             m = _metric_object(metrics, "`metrics`")
-            metric_entries.append((m.name, m, None))
+            metric_entries.append((m.name, m, None, _spec_name(metrics)))
         taken = {"loss"} | {t.log_name for t in terms}
         metric_names = _unique([e[0] for e in metric_entries], taken)
         metric_terms = tuple(
-            _MetricTerm(name, m, target)
-            for name, (_, m, target) in zip(metric_names, metric_entries, strict=True)
+            _MetricTerm(name, m, target, spec)
+            for name, (_, m, target, spec) in zip(metric_names, metric_entries, strict=True)
         )
         return cls(terms, metric_terms, loss_positions, metric_positions)
 
@@ -366,7 +380,7 @@ class LossesAndMetrics(eqx.Module):
                 value = term.loss(net_params)
             else:
                 value = jnp.zeros((), jnp.float32)
-                for yt, yp, sw in _select(
+                for _, yt, yp, sw in _select(
                     term.target, self.loss_positions, "loss", term.log_name,
                     y_true, y_pred, sample_weight,
                 ):  # fmt: skip
@@ -383,11 +397,12 @@ class LossesAndMetrics(eqx.Module):
         new_states["loss"] = _running_mean(metrics_states["loss"], total, n)
         for m in self.metrics:
             state = metrics_states[m.log_name]
-            for yt, yp, sw in _select(
+            for key, yt, yp, sw in _select(
                 m.target, self.metric_positions, "metrics", m.log_name,
                 y_true, y_pred, sample_weight,
             ):  # fmt: skip
-                state = m.metric.update(state, yt, yp, sw)
+                metric = _for_output(m, self._losses_on(key))
+                state = metric.update(state, yt, yp, sw)
             new_states[m.log_name] = state
         logs = {"loss": _mean_value(new_states["loss"])}
         for term in self.losses:
@@ -397,6 +412,14 @@ class LossesAndMetrics(eqx.Module):
                 jnp.float32
             )
         return total, logs, new_states
+
+    def _losses_on(self, key: int | str | None) -> list[Loss]:
+        """The data losses applied to output `key` (None: the single output)."""
+        return [
+            t.loss
+            for t in self.losses
+            if isinstance(t.loss, Loss) and (key is None or t.target is None or t.target == key)
+        ]
 
     def _check_keys(self, outputs: list[Any]) -> None:
         """Every dict key in `loss=`/`metrics=` must name one of the module's outputs."""
@@ -457,8 +480,9 @@ def _select(
     y_true: Any,
     y_pred: Any,
     sample_weight: Any,
-) -> list[tuple[Any, Any, Any]]:
-    """The `(y_true, y_pred, sample_weight)` triples a term applies to."""
+) -> list[tuple[int | str | None, Any, Any, Any]]:
+    """The `(output key, y_true, y_pred, sample_weight)` a term applies to; the key is
+    None for a single output."""
     if y_true is None:
         raise TypeError(
             f"{argument} term {log_name!r} needs labels, but y_true (the `y` given to "
@@ -491,11 +515,36 @@ def _select(
             )
         chosen = [target] if isinstance(target, int) else list(range(n))
     else:
-        return [(y_true, y_pred, sample_weight)]
+        return [(None, y_true, y_pred, sample_weight)]
     nested_weight = isinstance(sample_weight, Mapping | tuple | list)
     return [
-        (y_true[k], y_pred[k], sample_weight[k] if nested_weight else sample_weight) for k in chosen
+        (k, y_true[k], y_pred[k], sample_weight[k] if nested_weight else sample_weight)
+        for k in chosen
     ]
+
+
+def _for_output(term: _MetricTerm, output_losses: list[Loss]) -> Metric:
+    """The metric to update on one output, given the losses on that output.
+
+    Keras resolves `"accuracy"` from the shapes (`Accuracy` does that itself); a binary
+    crossentropy on the output also says that each column is a binary label, so
+    `"accuracy"` (or a plain `Accuracy()`) is the binary accuracy, at the loss's
+    logits-or-probabilities threshold, multi-label outputs included. A metric given
+    by name takes the loss's `from_logits` (an object keeps the arguments it was
+    built with).
+    """
+    binary = [loss for loss in output_losses if isinstance(loss, losses_module.BinaryCrossentropy)]
+    if not binary:
+        return term.metric
+    from_logits = any(loss.from_logits for loss in binary)
+    if type(term.metric) is metrics_module.Accuracy:
+        threshold = 0.0 if from_logits else 0.5
+        return metrics_module.BinaryAccuracy(threshold, name=term.metric.name)
+    if term.spec is not None and from_logits:
+        cls = cast(Callable[..., Metric], type(term.metric))
+        if "from_logits" in inspect.signature(cls).parameters:
+            return cls(from_logits=True, name=term.metric.name)
+    return term.metric
 
 
 def _is_number(w: Any) -> bool:

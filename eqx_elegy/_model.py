@@ -12,7 +12,7 @@ import inspect
 import os
 import types
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import equinox as eqx
 import jax
@@ -21,18 +21,19 @@ import numpy as np
 import optax
 from jaxtyping import PyTree
 
+from . import _checkpoint, _loop, _summary
+from ._distributed import DataParallel
+from ._engine import attach, engine, fields_of, known_initialized
 from ._injection import STEP_METHODS, check_step_signature, inject
+from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
 from ._states import RNGSeq, States
 from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_output
+from ._summary import SummaryRow, summary_rows
+from .callbacks import Callback, History
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-    from ._distributed import DataParallel
-    from ._jit import JitSteps
-    from ._summary import SummaryRow
-    from .callbacks import Callback, History
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -122,11 +123,6 @@ class Model(eqx.Module):
     strategy: Any = eqx.field(default=None, kw_only=True)
     states: States = eqx.field(default=None, kw_only=True)
 
-    stop_training = False
-    # Set by `fit` (Keras' convention): the History of the latest fit, also when it was
-    # interrupted.
-    history: ClassVar[History | None] = None
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name in STEP_METHODS:
@@ -149,10 +145,33 @@ class Model(eqx.Module):
             self.states = self.states_step()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "stop_training":
+        if name == "stop_training":  # the one settable attribute: its property's setter
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle and copy a model as its fields (`copy.copy`, `copy.deepcopy` and pickle
+        all go through here): its engine, with the compiled steps and other caches, stays
+        behind, and the copy builds its own on first use. Only whether the model was
+        initialised travels. Rebuilding bypasses `eqx.Module.__new__`, which would
+        register each copy in equinox's set of modules under construction for good."""
+        return _rebuild, (type(self), fields_of(self), known_initialized(self))
+
+    @property
+    def stop_training(self) -> bool:
+        """Set it to True (e.g. in a callback) to end `fit` after the current step."""
+        return engine(self).stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        engine(self).stop_training = value
+
+    @property
+    def history(self) -> History | None:
+        """The History of the latest `fit` (Keras' convention), also when it was
+        interrupted; None before the first."""
+        return engine(self).history
 
     # ------------------------------------------------------------------ helpers
 
@@ -418,14 +437,10 @@ class Model(eqx.Module):
         return self._call_default("summary_step", args, kwargs)
 
     def _default_summary_step(self, x: Any, states: States) -> list[SummaryRow]:
-        from ._summary import summary_rows
-
         return summary_rows(self, x, states)
 
     def jit_step(self) -> JitSteps:
         """Build the compiled callables that fit/evaluate/predict run (see `JitSteps`)."""
-        from ._jit import build_jit_steps
-
         return build_jit_steps(self)
 
     # ------------------------------------------------------------------ high level
@@ -441,19 +456,15 @@ class Model(eqx.Module):
     @property
     def initialized(self) -> bool:
         """Whether the states are complete enough to run every step without an init batch."""
-        if getattr(self, "_initialized", False):
-            return True
+        known = known_initialized(self)
+        if known is not None:
+            return known
         if "init_step" in self._overridden():
             return False
         states = self.states
         if states is None or states.net_params is None:
             return False
         return self.optimizer is None or states.optimizer_states is not None
-
-    def _set_states(self, states: States, *, initialized: bool | None = None) -> None:
-        object.__setattr__(self, "states", states)
-        if initialized is not None:
-            object.__setattr__(self, "_initialized", initialized)
 
     def init(
         self,
@@ -463,13 +474,11 @@ class Model(eqx.Module):
         class_weight: dict[int, float] | None = None,
     ) -> States:
         """Initialise the states from a batch of data; updates `self.states` and returns it."""
-        from ._loop import init_model
-
-        return init_model(self, x, y, sample_weight, class_weight)
+        return _loop.init_model(self, x, y, sample_weight, class_weight)
 
     def reset(self) -> None:
         """Return the model to the states of a fresh model (`states_step`)."""
-        self._set_states(self.states_step(), initialized=False)
+        engine(self).commit(self.states_step(), initialized=False)
 
     def fit(
         self,
@@ -497,9 +506,7 @@ class Model(eqx.Module):
         The model's `states` are replaced after each compiled step, so an interrupted fit
         leaves the model at its last completed step.
         """
-        from ._loop import fit
-
-        return fit(
+        return _loop.fit(
             self,
             x=x,
             y=y,
@@ -533,9 +540,7 @@ class Model(eqx.Module):
         steps_per_execution: int | None = None,
     ) -> dict[str, float]:
         """Loss and metrics over the data with the current states (not changed)."""
-        from ._loop import evaluate
-
-        return evaluate(
+        return _loop.evaluate(
             self,
             x=x,
             y=y,
@@ -559,9 +564,7 @@ class Model(eqx.Module):
         """Predictions for every example of `x`, concatenated along the batch axis: a numpy
         array, or, when the module returns a pytree (a dict or tuple of outputs), that
         pytree with numpy arrays at its leaves."""
-        from ._loop import predict
-
-        return predict(
+        return _loop.predict(
             self,
             x=x,
             batch_size=batch_size,
@@ -613,9 +616,7 @@ class Model(eqx.Module):
         the terminal), or as plain text to `print_fn` (e.g. `logging.info`); with
         `return_string=True` the text is returned instead of printed.
         """
-        from ._summary import summary
-
-        return summary(self, x, depth, print_fn, return_string, console)
+        return _summary.summary(self, x, depth, print_fn, return_string, console)
 
     def save(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
         """Save `states` into directory `path` (leaves with `eqx.tree_serialise_leaves`,
@@ -623,9 +624,7 @@ class Model(eqx.Module):
         mid-save leaves the previous save loadable. `weights_only` saves only `net_params`
         and `net_states`. In a multi-process run, call it on every process: it gathers
         states sharded across processes, and process 0 writes."""
-        from ._checkpoint import save
-
-        save(self, path, weights_only=weights_only)
+        _checkpoint.save(self, path, weights_only=weights_only)
 
     @_instance_only
     def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
@@ -633,9 +632,7 @@ class Model(eqx.Module):
         which must match the file's (paths, shapes, dtypes) or nothing changes and a
         `CheckpointError` lists the differences. No code from the file is ever run.
         `weights_only` loads only `net_params` and `net_states`."""
-        from ._checkpoint import load
-
-        load(self, path, weights_only=weights_only)
+        _checkpoint.load(self, path, weights_only=weights_only)
 
     # ------------------------------------------------------------------ distribution
 
@@ -643,15 +640,20 @@ class Model(eqx.Module):
         """A copy of this model that trains, evaluates and predicts with `strategy` (e.g.
         `eqx_elegy.DataParallel()` or `eqx_elegy.FSDP()`), its states laid out on the
         strategy's devices. This model is left as it was."""
-        from ._distributed import DataParallel
-
         if not isinstance(strategy, DataParallel):
             raise TypeError(
                 "distributed(strategy) takes a distribution strategy such as "
                 f"eqx_elegy.DataParallel() or eqx_elegy.FSDP(), got {type(strategy).__name__}."
             )
         model = eqx.tree_at(lambda m: m.strategy, self, strategy, is_leaf=lambda x: x is None)
-        model._set_states(
-            strategy.put_states(self.states), initialized=self.__dict__.get("_initialized")
-        )
+        engine(model).commit(strategy.put_states(self.states), initialized=known_initialized(self))
         return model
+
+
+def _rebuild(cls: type[Model], fields: dict[str, Any], initialized: bool | None) -> Model:
+    """A model of class `cls` with the given fields (see `Model.__reduce__`)."""
+    model = object.__new__(cls)
+    vars(model).update(fields)
+    if initialized is not None:
+        attach(model, initialized)
+    return model

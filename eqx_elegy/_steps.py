@@ -12,7 +12,7 @@ costs nothing once the step is compiled; `Model(check_types=False)` skips it ent
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import jax
 import numpy as np
@@ -20,6 +20,9 @@ from beartype.door import is_bearable
 from jaxtyping import Array, ArrayLike, Float, PyTree, Shaped
 
 from ._states import States
+
+if TYPE_CHECKING:
+    from ._model import Model
 
 Logs: TypeAlias = Mapping[str, ArrayLike]
 PredStep: TypeAlias = tuple[PyTree, States]
@@ -181,3 +184,13 @@ def check_output(
         problem = _check_y_pred(parts["y_pred"], batch_size)
     if problem is not None:
         raise _fail(owner, method, alias, problem, value)
+
+
+def require_predictor(model: Model, method: str) -> None:
+    """Raise the error that says what to do when `model` cannot predict: it has no
+    module and does not override pred_step."""
+    if model.module is None and "pred_step" not in model._overridden():
+        raise TypeError(
+            f"{type(model).__name__}.{method} needs predictions, but the model has no module "
+            "and does not override pred_step: pass Model(module=...) or override pred_step."
+        )

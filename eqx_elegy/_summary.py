@@ -23,6 +23,9 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from ._injection import inject
+from ._steps import require_predictor
+
 if TYPE_CHECKING:
     from ._model import Model
     from ._states import States
@@ -241,9 +244,7 @@ def describe_output(tree: Any, batch: int | None = None) -> str:
 
 def _per_example(model: Model) -> bool:
     """Whether the default pred_step vmaps the module, so submodules see one example."""
-    from ._model import Model as Base
-
-    return model.vmap and type(model).pred_step is Base.pred_step
+    return model.vmap and "pred_step" not in model._overridden()
 
 
 def _batch(x: Any) -> int | None:
@@ -266,10 +267,8 @@ def summary_states(model: Model, x: Any) -> States:
     """The states to summarise: the model's own, or, for a model not initialised yet,
     their shapes as `pred_step` with `initializing=True` and the optimizer's init would
     build them (nothing is stored on the model)."""
-    from ._model import Model as Base
-
     states = model.states
-    if states.net_params is None and type(model).pred_step is not Base.pred_step:
+    if states.net_params is None and "pred_step" in model._overridden():
         _, states = _trace(model, x, states)
     optimizer = model.optimizer
     if states.optimizer_states is None and states.net_params is not None and optimizer is not None:
@@ -284,9 +283,7 @@ def summary_rows(model: Model, x: Any, states: States) -> list[SummaryRow]:
     """The default `summary_step`: a row for the module and each submodule at any depth
     (`Model.summary` cuts them at its `depth`), or, for a model without a module, for
     `pred_step`'s output and each node of `states.net_params`."""
-    from ._loop import _require_predictor
-
-    _require_predictor(model, "summary")
+    require_predictor(model, "summary")
     if model.module is None or states.net_params is None:
         return _tree_rows(model, x, states)
 
@@ -327,12 +324,9 @@ def summary_rows(model: Model, x: Any, states: States) -> list[SummaryRow]:
 
 
 def _swapped_model(model: Model, classes: Mapping[KeyPath, type]) -> Model:
-    """A shallow copy of `model` whose module has the recording classes swapped in."""
-    import copy
-
-    swapped = copy.copy(model)
-    object.__setattr__(swapped, "module", _swap_classes(model.module, classes))
-    return swapped
+    """A copy of `model` whose module has the recording classes swapped in (made by
+    `eqx.tree_at`, so it is a plain pytree copy that nothing keeps alive)."""
+    return eqx.tree_at(lambda m: m.module, model, _swap_classes(model.module, classes))
 
 
 def _tree_rows(model: Model, x: Any, states: States) -> list[SummaryRow]:
@@ -425,8 +419,6 @@ def summary(
     console: Console | None,
 ) -> str | None:
     """`Model.summary`: run `summary_step` and format its rows (see there)."""
-    from ._injection import inject
-
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise ValueError(f"depth must be an int >= 0, got {depth!r}.")
     if x is None or not jax.tree.leaves(x):

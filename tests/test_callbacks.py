@@ -25,6 +25,7 @@ from helpers import CountCompiles
 from rich.console import Console
 
 import eqx_elegy as elegy
+from eqx_elegy._engine import engine
 from eqx_elegy.callbacks import (
     BackupAndRestore,
     Callback,
@@ -536,7 +537,7 @@ def test_reduce_lr_on_plateau_lowers_the_rate_the_optimizer_uses(injected: elegy
     with CountCompiles() as compiles:
         reduced = _one_step(injected, 3)
         at_initial_rate = with_learning_rates(saved.optimizer_states, lambda lr: 0.1)
-        injected._set_states(saved.update(optimizer_states=at_initial_rate))
+        engine(injected).commit(saved.update(optimizer_states=at_initial_rate))
         initial = _one_step(injected, 3)
     assert compiles.count == 0
     small, large = (

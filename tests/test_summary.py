@@ -238,7 +238,7 @@ def test_low_level_model_rows_from_net_params():
     assert number_after(text, "Optimizer state") == 1 + 2 * (12 + 3 + 1)  # count, mu, nu
 
     params = {"w": jnp.ones((4, 3)), "b": jnp.ones((3,)), "scale": jnp.ones((), jnp.int32)}
-    model._set_states(model.states.update(net_params=params), initialized=True)
+    model = eqx.tree_at(lambda m: m.states, model, model.states.update(net_params=params))
     rows = by_path(model.summary_step(x, model.states))
     assert (rows[""].type, rows[""].output) == ("LowLevel", "float32[2, 3]")
     assert (rows["['w']"].type, rows["['w']"].trainable) == ("float32[4, 3]", 12)

@@ -10,6 +10,7 @@ from typing import Any
 
 import jax
 
+from .._engine import engine
 from ._callback import Callback, Logs
 from ._files import check_writable, write_json_atomic
 
@@ -82,7 +83,7 @@ class BackupAndRestore(Callback):
         epoch, step, name = progress
         self.model.load(os.path.join(self.backup_dir, name))
         # The fit loop starts from this point instead of initial_epoch.
-        object.__setattr__(self.model, "_resume_at", (epoch, step))
+        engine(self.model).resume_at = (epoch, step)
         self.resumed_from = (epoch, step)
         self._current = name
 

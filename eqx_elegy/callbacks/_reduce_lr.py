@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import optax
 
+from .._engine import engine
 from ._callback import Callback, Logs
 from ._monitor import Monitor
 
@@ -131,7 +132,7 @@ class ReduceLROnPlateau(Callback):
         optimizer_states = with_learning_rates(
             states.optimizer_states, lambda lr: max(lr * self.factor, self.min_lr)
         )
-        self.model._set_states(states.update(optimizer_states=optimizer_states))
+        engine(self.model).commit(states.update(optimizer_states=optimizer_states))
         if self.verbose:
             new = learning_rates(optimizer_states)
             print(f"Epoch {epoch + 1}: ReduceLROnPlateau set the learning rate to {new[0]:.4g}.")

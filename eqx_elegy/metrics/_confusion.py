@@ -18,6 +18,7 @@ def _indicators(
     y_pred: ArrayLike,
     sample_weight: ArrayLike | None,
     threshold: float | None,
+    from_logits: bool,
     who: str,
 ) -> tuple[Array, Array, Array]:
     """Labels, predictions and weights as `(examples, classes)` arrays of 0.0/1.0.
@@ -29,6 +30,7 @@ def _indicators(
     `threshold=None` predicts the top-scoring class for several columns (ties
     all count, an all-zero row predicts nothing, as Keras' F1Score) and
     `score > 0.5` for one; a float predicts `score > threshold` in every column.
+    `from_logits=True` applies a sigmoid to the scores first.
     """
     labels = as_array(y_true, "y_true", who)
     scores = as_array(y_pred, "y_pred", who)
@@ -45,6 +47,8 @@ def _indicators(
     else:
         truth, scores = align(labels, scores, who)
         truth = (truth != 0).astype(scores.dtype)
+    if from_logits:
+        scores = jax.nn.sigmoid(scores)
     num_classes = scores.shape[-1]
     if num_classes > 1 and threshold is None:
         top = jnp.max(scores, axis=-1, keepdims=True)
@@ -71,11 +75,13 @@ class _ConfusionMetric(Metric):
     scores, plainly or weighted by each class's support (its weighted number of
     true examples). Per-class state needs its size up front: pass `num_classes`
     for multi-class inputs (binary inputs have one class, the positive one).
+    `from_logits=True` takes scores as logits (a sigmoid first).
     """
 
     threshold: float | None = eqx.field(static=True)
     average: str = eqx.field(static=True)
     num_classes: int | None = eqx.field(static=True)
+    from_logits: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -83,6 +89,7 @@ class _ConfusionMetric(Metric):
         average: str = "micro",
         num_classes: int | None = None,
         *,
+        from_logits: bool = False,
         name: str | None = None,
     ):
         who = type(self).__name__
@@ -95,6 +102,7 @@ class _ConfusionMetric(Metric):
         self.threshold = None if threshold is None else float(threshold)
         self.average = average
         self.num_classes = num_classes
+        self.from_logits = bool(from_logits)
         super().__init__(name=name)
 
     def _state_shape(self) -> tuple[int, ...]:
@@ -112,7 +120,7 @@ class _ConfusionMetric(Metric):
         sample_weight: ArrayLike | None = None,
     ) -> Counts:
         truth, predicted, weight = _indicators(
-            y_true, y_pred, sample_weight, self.threshold, self.name
+            y_true, y_pred, sample_weight, self.threshold, self.from_logits, self.name
         )
         num_classes = truth.shape[-1]
         expected = self._state_shape()
@@ -156,9 +164,10 @@ class Precision(_ConfusionMetric):
         average: str = "micro",
         num_classes: int | None = None,
         *,
+        from_logits: bool = False,
         name: str | None = None,
     ):
-        super().__init__(threshold, average, num_classes, name=name)
+        super().__init__(threshold, average, num_classes, from_logits=from_logits, name=name)
 
     def compute(self, state: Counts) -> Array:
         return self._average(divide_no_nan(state["tp"], state["tp"] + state["fp"]), state)
@@ -176,9 +185,10 @@ class Recall(_ConfusionMetric):
         average: str = "micro",
         num_classes: int | None = None,
         *,
+        from_logits: bool = False,
         name: str | None = None,
     ):
-        super().__init__(threshold, average, num_classes, name=name)
+        super().__init__(threshold, average, num_classes, from_logits=from_logits, name=name)
 
     def compute(self, state: Counts) -> Array:
         return self._average(divide_no_nan(state["tp"], state["tp"] + state["fn"]), state)
@@ -200,9 +210,10 @@ class F1(_ConfusionMetric):
         average: str = "macro",
         num_classes: int | None = None,
         *,
+        from_logits: bool = False,
         name: str | None = None,
     ):
-        super().__init__(threshold, average, num_classes, name=name)
+        super().__init__(threshold, average, num_classes, from_logits=from_logits, name=name)
 
     def compute(self, state: Counts) -> Array:
         tp, fp, fn = state["tp"], state["fp"], state["fn"]
