@@ -410,11 +410,18 @@ def _run_test(
 
 
 def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: Any) -> States:
-    """`Model.init`: initialise the states from the first batch of `x` (and `y`)."""
+    """`Model.init`: initialise the states from `x` (and `y`), then put the metrics back to
+    their initial values, so that the init batch counts in no later log.
+
+    Arrays are the batch, traced whole as Elegy does (a source gives its first batch)."""
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
-    return engine(model).initialize(data.first_batch(), _class_weight(class_weight))
+    if isinstance(data, ArrayAdapter):  # validated above; now as one batch of every row
+        data = adapter_for(x, y, sample_weight, batch_size=data.size)
+    engine(model).initialize(data.first_batch(), _class_weight(class_weight))
+    model.reset_metrics()
+    return model.states
 
 
 def fit(

@@ -473,8 +473,22 @@ class Model(eqx.Module):
         sample_weight: Any = None,
         class_weight: dict[int, float] | None = None,
     ) -> States:
-        """Initialise the states from a batch of data; updates `self.states` and returns it."""
+        """Initialise the states from a batch of data; updates `self.states` and returns it.
+
+        Arrays are traced whole, as one batch (so pass a batch, e.g. `x[:64]`, not a
+        whole data set); a generator or other source gives its first batch. The metrics
+        are left at their initial values (see `reset_metrics`)."""
         return _loop.init_model(self, x, y, sample_weight, class_weight)
+
+    def reset_metrics(self) -> None:
+        """Put `states.metrics_states` back to the initial values of the model's `loss`
+        and `metrics` (Keras' `reset_metrics`), as `fit` does at each epoch's start and
+        `evaluate` at its start: for steps run by hand. A model without `loss` or
+        `metrics` has no metric states of the library's to reset; this changes nothing."""
+        if self.loss is None and self.metrics is None:
+            return
+        metrics_states = self._losses_and_metrics().init()
+        engine(self).commit(self.states.update(metrics_states=metrics_states))
 
     def reset(self) -> None:
         """Return the model to the states of a fresh model (`states_step`)."""

@@ -404,3 +404,63 @@ def test_get_optimizer_without_one_says_to_pass_it():
         model.fit(*digits(64), verbose=0)
     assert str(in_fit.value) == message
     assert model.states is before
+
+
+def test_init_leaves_metrics_at_their_initial_values():
+    # Issue 23, point 4: a test step run by hand on the states `init` leaves reports the
+    # logs of its own batch, as `evaluate` on that batch does, not a mean that includes
+    # the init batch.
+    x, y = digits(200)
+    model = mlp_model()
+    model.init(x[:100], y[:100])
+    initial = model._losses_and_metrics().init()
+    for got, expected in zip(
+        jax.tree.leaves(model.states.metrics_states), jax.tree.leaves(initial), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+    _, logs, _ = model.test_step(x[100:], y[100:], states=model.states)
+    expected = model.evaluate(x[100:], y[100:], batch_size=100, verbose=0)
+    assert set(logs) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(logs[name]), value, rtol=1e-6)
+
+
+def test_init_traces_the_whole_batch_it_is_given():
+    seen = []
+
+    class Recorder(elegy.Model):
+        def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
+            seen.append((x.shape[0], initializing))
+            loss = jnp.mean(x)
+            return loss, {"loss": loss}, states
+
+    x, _ = digits(100)
+    Recorder().init(x)
+    assert seen == [(100, True)]
+
+
+def test_reset_metrics_starts_the_running_means_over():
+    x, y = digits(300)
+    model = mlp_model()
+    model.fit(x[:200], y[:200], batch_size=64, epochs=1, verbose=0)
+    expected = model.evaluate(x[200:], y[200:], batch_size=100, verbose=0)
+    # After fit the metrics hold the last epoch's running sums, so a step run by hand
+    # on them reports a mean over that epoch and its own batch ...
+    _, stale, _ = model.test_step(x[200:], y[200:], states=model.states)
+    assert abs(float(stale["loss"]) - expected["loss"]) > 1e-3
+    # ... until reset_metrics puts them back to their initial values.
+    before = model.states
+    model.reset_metrics()
+    assert model.states.net_params is before.net_params  # only the metrics change
+    _, logs, _ = model.test_step(x[200:], y[200:], states=model.states)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(logs[name]), value, rtol=1e-6)
+
+
+def test_reset_metrics_without_loss_or_metrics_changes_nothing():
+    x, _ = digits(64)
+    model = LinearClassifier(optimizer=optax.sgd(0.1))
+    model.init(x.reshape(-1, 8, 8), digits(64)[1])
+    before = model.states
+    model.reset_metrics()
+    assert model.states is before
