@@ -28,7 +28,15 @@ from ._injection import STEP_METHODS, check_step_signature, inject
 from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
 from ._states import RNGSeq, States
-from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_output
+from ._steps import (
+    GradStep,
+    InitStep,
+    PredStep,
+    TestStep,
+    TrainStep,
+    check_output,
+    defined_at,
+)
 from ._summary import SummaryRow, summary_rows
 from .callbacks import Callback, History
 
@@ -120,6 +128,7 @@ class Model(eqx.Module):
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
+    epoch_logs: Literal["mean", "last"] = eqx.field(default="mean", kw_only=True, static=True)
     strategy: Any = eqx.field(default=None, kw_only=True)
     states: States = eqx.field(default=None, kw_only=True)
 
@@ -130,6 +139,11 @@ class Model(eqx.Module):
                 check_step_signature(cls.__name__, name, cls.__dict__[name])
 
     def __post_init__(self) -> None:
+        if self.epoch_logs not in ("mean", "last"):
+            raise ValueError(
+                f"epoch_logs must be 'mean' (a custom step's logs averaged over the epoch) or "
+                f"'last' (as the last step returned them), got {self.epoch_logs!r}."
+            )
         if self.optimizer is not None and not isinstance(
             self.optimizer, optax.GradientTransformation
         ):
@@ -193,6 +207,7 @@ class Model(eqx.Module):
                 out,
                 net_params=net_params,
                 batch_size=batch,
+                where=defined_at(type(self), name),
             )
         return out
 

@@ -464,3 +464,108 @@ def test_reset_metrics_without_loss_or_metrics_changes_nothing():
     before = model.states
     model.reset_metrics()
     assert model.states is before
+
+
+def _least_squares(n: int) -> np.ndarray:
+    x, y = digits(n)
+    return np.linalg.lstsq(x, np.eye(10, dtype=np.float32)[y], rcond=None)[0]
+
+
+class FixedLinear(elegy.Model):
+    """A custom test step with per-batch logs on fixed weights (an SGD step of 0 leaves
+    them as they are), so each batch's logs are known in advance. The weights are a least
+    squares fit to 60 rows: right on some rows of each batch, not on all."""
+
+    def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
+        w = jnp.asarray(_least_squares(60)) if initializing else states.net_params
+        logits = x @ w
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_true).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == y_true)
+        return loss, {"loss": loss, "accuracy": accuracy}, states.update(net_params=w)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_custom_step_logs_are_averaged_over_the_epoch(steps_per_execution):
+    # Issue 23, point 5: 156 rows in batches of 64 leave a last batch of 28, whose own
+    # accuracy was the epoch's. A batch-size weighted mean of per-example means is the
+    # mean over the epoch's examples: what one batch of all 156 rows reports.
+    x, y = digits(156)
+    model = FixedLinear(optimizer=optax.sgd(0.0))
+    model.init(x[:8], y[:8])
+    whole = model.evaluate(x, y, batch_size=156, verbose=0)
+    last = model.evaluate(x[128:], y[128:], batch_size=28, verbose=0)
+    assert abs(last["accuracy"] - whole["accuracy"]) > 0.01  # the last batch misleads
+    batched = model.evaluate(
+        x, y, batch_size=64, verbose=0, steps_per_execution=steps_per_execution
+    )
+    seen = []
+    progress = elegy.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(dict(logs))
+    )
+    history = model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[progress],
+        steps_per_execution=steps_per_execution,
+    )
+    for logs in (batched, {k: v[1] for k, v in history.history.items()}):
+        assert set(logs) == {"loss", "accuracy"}
+        for name in logs:
+            np.testing.assert_allclose(logs[name], whole[name], rtol=1e-5)
+    # Batch logs are the means so far, as Keras' running metrics are.
+    first = model.evaluate(x[:64], y[:64], batch_size=64, verbose=0)
+    two = model.evaluate(x[:128], y[:128], batch_size=128, verbose=0)
+    assert len(seen) == 6
+    for name in ("loss", "accuracy"):
+        np.testing.assert_allclose(
+            [seen[3][name], seen[4][name], seen[5][name]],
+            [first[name], two[name], whole[name]],
+            rtol=1e-5,
+        )
+
+
+def test_running_metrics_are_not_averaged_again_beside_a_custom_log():
+    # The default test step's logs are running means already: a custom train step that
+    # adds a log of its own gets that log averaged and leaves the others as they are.
+    class WithRows(elegy.Model):
+        def train_step(self, x, y_true, states, initializing) -> elegy.TrainStep:
+            logs, states = super().train_step(
+                x, y_true, states=states, initializing=initializing, training=True
+            )
+            return {**logs, "rows": jnp.float32(x.shape[0])}, states
+
+    x, y = digits(156)
+    kwargs = dict(batch_size=64, epochs=2, shuffle=False, verbose=0)
+    plain = mlp_model().fit(x, y, **kwargs).history
+    history = (
+        WithRows(
+            module=mlp(),
+            loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=elegy.metrics.Accuracy(),
+            optimizer=optax.adam(1e-2),
+        )
+        .fit(x, y, **kwargs)
+        .history
+    )
+    np.testing.assert_allclose(history["rows"], [(64 * 64 * 2 + 28 * 28) / 156] * 2, rtol=1e-6)
+    for name in plain:
+        np.testing.assert_allclose(history[name], plain[name], rtol=1e-6)
+
+
+def test_epoch_logs_last_reports_the_last_step_and_other_values_are_refused():
+    x, y = digits(156)
+    model = FixedLinear(optimizer=optax.sgd(0.0), epoch_logs="last")
+    model.init(x[:8], y[:8])
+    last = model.evaluate(x[128:], y[128:], batch_size=28, verbose=0)
+    history = model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0).history
+    assert history["accuracy"] == [pytest.approx(last["accuracy"], rel=1e-6)]
+    with pytest.raises(ValueError) as caught:
+        FixedLinear(epoch_logs="sum")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "epoch_logs must be 'mean' (a custom step's logs averaged over the epoch) or 'last' "
+        "(as the last step returned them), got 'sum'."
+    )
