@@ -87,6 +87,11 @@ class LazyLogs(Mapping[str, float]):
         return f"LazyLogs({self._values()})"
 
 
+# The overridable methods that can return logs of their own (the others return none,
+# or call these): with none overridden, every log is the model's loss and metrics.
+_LOGGING_STEPS = frozenset({"test_step", "grad_step", "train_step", "jit_step"})
+
+
 class EpochLogs:
     """The logs of an epoch (or an evaluation) so far, as they describe it.
 
@@ -120,8 +125,8 @@ class EpochLogs:
     @classmethod
     def of(cls, model: Model) -> EpochLogs:
         """The epoch logs of `model`'s steps: its loss and metrics, if any, are running;
-        with `epoch_logs="last"` every log is."""
-        if model.epoch_logs == "last":
+        with `epoch_logs="last"`, or when the default steps make every log, every log is."""
+        if model.epoch_logs == "last" or not _LOGGING_STEPS & model._overridden():
             return cls(None)
         if model.loss is None and model.metrics is None:
             return cls(frozenset())
