@@ -5,6 +5,7 @@ only while a step is traced (so it costs nothing per compiled step) and not at a
 import re
 import traceback
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 import eqx_elegy as elegy
 import eqx_elegy._model
-from eqx_elegy._steps import check_output, describe
+from eqx_elegy._steps import check_output, defined_at, describe
 
 X = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
 Y = (X @ np.array([[1.0], [-2.0], [0.5]], np.float32)).astype(np.float32)
@@ -285,3 +286,15 @@ def test_output_error_shows_as_eqx_elegy_and_names_the_file_and_line() -> None:
         f"It returned: tuple(float32[], States). BadLinear.test_step is defined at "
         f"{__file__}:{line}."
     )
+
+
+def test_defined_at_finds_user_steps_through_decorators_and_not_library_ones() -> None:
+    class Jitted(Linear):
+        @eqx.filter_jit
+        def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
+            return super().test_step(x, y_true, states, initializing)
+
+    line = Jitted.test_step.__wrapped__.__code__.co_firstlineno
+    assert defined_at(Jitted, "test_step") == f"{__file__}:{line}"
+    assert defined_at(Jitted, "train_step") is None  # the library's default
+    assert defined_at(elegy.Model, "test_step") is None
