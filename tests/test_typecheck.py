@@ -43,7 +43,9 @@ def test_suite_and_package_verdicts(verdicts: tuple[list[Any], str]) -> None:
     findings, summary = verdicts
     findings = [f for f in findings if not _is_page(f)]
     assert not findings, "\n".join(map(str, findings))
-    assert "7 accept and 7 reject files" in summary
+    accept, reject = (len(list((SUITE / kind).glob("*.py"))) for kind in ("accept", "reject"))
+    assert accept >= 6 and reject >= 6
+    assert f"{accept} accept and {reject} reject files" in summary  # every file was checked
 
 
 def test_docs_code_type_checks_under_the_documented_configuration(
