@@ -556,6 +556,32 @@ def test_running_metrics_are_not_averaged_again_beside_a_custom_log():
         np.testing.assert_allclose(history[name], plain[name], rtol=1e-6)
 
 
+def test_a_learning_rate_a_custom_step_logs_is_its_last_value_not_averaged():
+    # Keras' `learning_rate` log is the rate at the epoch's end, a value at a moment:
+    # never averaged, while the step's other logs of its own are.
+    schedule = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.5)
+
+    class Scheduled(elegy.Model):
+        def train_step(self, x, y_true, states, initializing) -> elegy.TrainStep:
+            logs, states = super().train_step(
+                x, y_true, states=states, initializing=initializing, training=True
+            )
+            count = optax.tree_utils.tree_get(states.optimizer_states, "count")
+            rate = schedule(count - 1)  # the rate of the update just made
+            return {**logs, "learning_rate": rate, "rows": jnp.float32(x.shape[0])}, states
+
+    x, y = digits(156)
+    model = Scheduled(
+        module=mlp(),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.sgd(schedule),
+    )
+    history = model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0).history
+    # Three steps an epoch: the epochs end on steps 2 and 5.
+    np.testing.assert_allclose(history["learning_rate"], [0.1 * 0.5**2, 0.1 * 0.5**5], rtol=1e-6)
+    np.testing.assert_allclose(history["rows"], [(64 * 64 * 2 + 28 * 28) / 156] * 2, rtol=1e-6)
+
+
 def test_epoch_logs_last_reports_the_last_step_and_other_values_are_refused():
     x, y = digits(156)
     model = FixedLinear(optimizer=optax.sgd(0.0), epoch_logs="last")
