@@ -289,8 +289,8 @@ def check_output(
         parts = dict(zip(layout, value, strict=True))
     else:
         what = f"a tuple of {len(value)}" if isinstance(value, tuple) else "not a tuple"
-        problem = f"it returned {what}, not a tuple of {len(layout)}"
-        raise _fail(owner, method, alias, problem, value, where)
+        length = f"it returned {what}, not a tuple of {len(layout)}"
+        raise _fail(owner, method, alias, length, value, where)
     problem: str | None = None
     if not isinstance(parts["states"], States):
         problem = f"its states element is {describe(parts['states'])}, not elegy.States"
