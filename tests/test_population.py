@@ -503,3 +503,20 @@ def test_data_parallel_population_matches_one_device():
     assert max_difference(spread.states.net_params, reference.states.net_params) < 1e-5
     member = spread.members()[1]
     np.testing.assert_allclose(member.predict(X[:8]), reference.predict(X[:8])[1], atol=1e-5)
+
+
+def test_fsdp_population_shards_each_members_parameters_and_matches_one_device():
+    reference = elegy.Population(classifier, hyperparams={"learning_rate": LRS})
+    reference.fit(X, Y, **FIT)
+    sharded = elegy.Population(classifier, hyperparams={"learning_rate": LRS})
+    sharded = sharded.distributed(elegy.FSDP(devices=jax.devices()[:2], min_size=1))
+    sharded.fit(X, Y, **FIT)
+    # The member axis (3 members) stays whole; a parameter axis is split over the devices.
+    weight = sharded.states.net_params.layers[0].weight
+    assert weight.shape == (3, 16, 64)
+    assert weight.sharding.spec[0] is None and "data" in tuple(weight.sharding.spec)
+    assert max_difference(sharded.states.net_params, reference.states.net_params) < 1e-5
+    logs = sharded.evaluate(X, Y, verbose=0)
+    np.testing.assert_allclose(logs["loss"], reference.evaluate(X, Y, verbose=0)["loss"], rtol=1e-5)
+    member = sharded.members()[2]
+    np.testing.assert_allclose(member.predict(X[:8]), reference.predict(X[:8])[2], atol=1e-5)
