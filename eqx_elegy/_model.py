@@ -7,10 +7,12 @@ pytree at well-defined points; that swap is the only mutation in the library.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
+import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import equinox as eqx
 import jax
@@ -19,8 +21,8 @@ import numpy as np
 import optax
 from jaxtyping import PyTree
 
-from . import _batch, _checkpoint, _loop, _summary
-from ._engine import attach, engine, fields_of, known_initialized
+from . import _batch, _checkpoint, _export, _loop, _summary
+from ._engine import engine, fields_of, known_initialized, rebuild
 from ._injection import check_step_signature, default_step
 from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
@@ -46,6 +48,8 @@ from .data import ArrayAdapter
 if TYPE_CHECKING:
     from rich.console import Console
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
     try:
@@ -57,6 +61,37 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 def _has_state(module: Any) -> bool:
     return any(is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=is_state_index))
+
+
+def _instance_only(method: _Method) -> _Method:
+    """Mark a method that loads into an existing model (`load`): looked up on the class
+    and called without a model, it raises an error that says how to call it, instead of
+    Python's bare "missing 1 required positional argument"."""
+    return cast(_Method, _InstanceOnly(method))
+
+
+class _InstanceOnly:
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+
+    def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
+        if instance is not None:
+            return types.MethodType(self.method, instance)
+        method = self.method
+
+        @functools.wraps(method)
+        def on_class(*args: Any, **kwargs: Any) -> Any:
+            if args and isinstance(args[0], owner):  # `Model.load(model, path)`
+                return method(*args, **kwargs)
+            name = f"{owner.__name__}.{method.__name__}"
+            raise TypeError(
+                f"{name}(path) is called on the class, but it loads into a model: build the "
+                "model as it was built before it was saved (same class, module, loss, "
+                f"metrics and optimizer), then call model.{method.__name__}(path). A save "
+                "holds the states only, never code, so it cannot rebuild the model itself."
+            )
+
+        return on_class
 
 
 class Model(eqx.Module):
@@ -83,6 +118,7 @@ class Model(eqx.Module):
     steps_per_execution: int | Literal["auto"] = eqx.field(
         default="auto", kw_only=True, static=True
     )
+    epoch_logs: Literal["mean", "last"] = eqx.field(default="mean", kw_only=True, static=True)
     strategy: Strategy | None = eqx.field(default=None, kw_only=True)
     trainable: Any = eqx.field(default=None, kw_only=True)
     ema_decay: float | None = eqx.field(default=None, kw_only=True, static=True)
@@ -99,6 +135,11 @@ class Model(eqx.Module):
                 check_step_signature(cls.__name__, name, cls.__dict__[name])
 
     def __post_init__(self) -> None:
+        if self.epoch_logs not in ("mean", "last"):
+            raise ValueError(
+                f"epoch_logs must be 'mean' (a custom step's logs averaged over the epoch) or "
+                f"'last' (as the last step returned them), got {self.epoch_logs!r}."
+            )
         if isinstance(self.optimizer, optax.MultiSteps):
             # Gradient accumulation: MultiSteps is an object with init/update of its own;
             # its transformation form runs anywhere a GradientTransformation does.
@@ -144,7 +185,7 @@ class Model(eqx.Module):
         behind, and the copy builds its own on first use. Only whether the model was
         initialised travels. Rebuilding bypasses `eqx.Module.__new__`, which would
         register each copy in equinox's set of modules under construction for good."""
-        return _rebuild, (type(self), fields_of(self), known_initialized(self))
+        return rebuild, (type(self), fields_of(self), known_initialized(self))
 
     @property
     def stop_training(self) -> bool:
@@ -177,13 +218,17 @@ class Model(eqx.Module):
     def _merge_trainable(self, trainable: PyTree, frozen: PyTree) -> PyTree:
         return trainable if frozen is None else eqx.combine(trainable, frozen)
 
-    def _optimizer_or_raise(self) -> optax.GradientTransformation:
+    def get_optimizer(self) -> optax.GradientTransformation:
+        """The model's optimizer, for a `train_step` override that applies it (its state
+        is `states.optimizer_states`). Unlike the `optimizer` field, which may be None for
+        a model that trains without one, this is typed as never None: a model built
+        without an optimizer raises a TypeError that says to pass one."""
         # (An optax.MultiSteps was turned into its transformation by __post_init__.)
         if not isinstance(self.optimizer, optax.GradientTransformation):
             raise TypeError(
-                f"{type(self).__name__}: the default train_step needs an optimizer; pass "
-                "optimizer=optax.adam(1e-3) (any optax GradientTransformation), or override "
-                "train_step."
+                f"{type(self).__name__} has no optimizer, and its train_step needs one: "
+                "build it with optimizer=optax.adam(1e-3) (any optax GradientTransformation), "
+                "or override train_step to update the parameters without one."
             )
         return self.optimizer
 
@@ -372,7 +417,7 @@ class Model(eqx.Module):
         """One optimisation step: `grad_step`, then the optimizer's update of the trainable
         parameters (frozen ones are passed through as they are). When initializing, it
         initialises the optimizer's state instead."""
-        optimizer = self._optimizer_or_raise()
+        optimizer = self.get_optimizer()
         _, logs, states, grads = run_step(
             self,
             "grad_step",
@@ -492,8 +537,22 @@ class Model(eqx.Module):
         sample_weight: Any = None,
         class_weight: dict[int, float] | None = None,
     ) -> States:
-        """Initialise the states from a batch of data; updates `self.states` and returns it."""
+        """Initialise the states from a batch of data; updates `self.states` and returns it.
+
+        Arrays are traced whole, as one batch (so pass a batch, e.g. `x[:64]`, not a
+        whole data set); a generator or other source gives its first batch. The metrics
+        are left at their initial values (see `reset_metrics`)."""
         return _loop.init_model(self, x, y, sample_weight, class_weight)
+
+    def reset_metrics(self) -> None:
+        """Put `states.metrics_states` back to the initial values of the model's `loss`
+        and `metrics` (Keras' `reset_metrics`), as `fit` does at each epoch's start and
+        `evaluate` at its start: for steps run by hand. A model without `loss` or
+        `metrics` has no metric states of the library's to reset; this changes nothing."""
+        if self.loss is None and self.metrics is None:
+            return
+        metrics_states = self._losses_and_metrics().init()
+        engine(self).commit(self.states.update(metrics_states=metrics_states))
 
     def reset(self) -> None:
         """Return the model to the states of a fresh model (`states_step`)."""
@@ -580,6 +639,21 @@ class Model(eqx.Module):
         use_ema: bool = True,
     ) -> float | list[float]: ...
 
+    @overload
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int = 1,
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        steps_per_execution: int | Literal["auto"] | None = None,
+        return_dict: bool = True,
+        use_ema: bool = True,
+    ) -> dict[str, float] | float | list[float]: ...
+
     def evaluate(
         self,
         x: Any = None,
@@ -638,6 +712,28 @@ class Model(eqx.Module):
 
     # ------------------------------------------------------------------ batch API, weights
 
+    @overload
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        return_dict: Literal[True] = True,
+    ) -> dict[str, float]: ...
+
+    @overload
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        *,
+        return_dict: Literal[False],
+    ) -> float | list[float]: ...
+
+    @overload
     def train_on_batch(
         self,
         x: Any,
@@ -645,15 +741,43 @@ class Model(eqx.Module):
         sample_weight: Any = None,
         class_weight: dict[int, float] | None = None,
         return_dict: bool = True,
-    ) -> Any:
+    ) -> dict[str, float] | float | list[float]: ...
+
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        return_dict: bool = True,
+    ) -> dict[str, float] | float | list[float]:
         """One training step on the batch `(x, y)`, exactly as `fit` runs it; returns that
         step's logs (a dict, or with `return_dict=False` Keras' list, loss first). The
         n-th call runs as the only step of epoch n, with fresh metrics (Keras 3)."""
         return _batch.train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
 
+    @overload
+    def test_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        return_dict: Literal[True] = True,
+    ) -> dict[str, float]: ...
+
+    @overload
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, *, return_dict: Literal[False]
+    ) -> float | list[float]: ...
+
+    @overload
     def test_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = True
-    ) -> Any:
+    ) -> dict[str, float] | float | list[float]: ...
+
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = True
+    ) -> dict[str, float] | float | list[float]:
         """The loss and metrics on one batch, from fresh metrics (as `evaluate` on it)."""
         return _batch.test_on_batch(self, x, y, sample_weight, return_dict)
 
@@ -730,6 +854,7 @@ class Model(eqx.Module):
         gathers states sharded across processes, and process 0 writes."""
         _checkpoint.save(self, path, weights_only=weights_only, metadata=metadata)
 
+    @_instance_only
     def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
         """Load a save of a model built the same way: its `states` give the structure,
         which must match the file's (paths, shapes, dtypes) or nothing changes and a
@@ -751,9 +876,7 @@ class Model(eqx.Module):
         jax runs on; e.g. `("cpu", "cuda")` lowers one artifact for both. `path` must be
         new, empty or an earlier export; anything else is refused.
         """
-        from ._export import export
-
-        export(self, path, platforms)
+        _export.export(self, path, platforms)
 
     # ------------------------------------------------------------------ distribution
 
@@ -770,12 +893,3 @@ class Model(eqx.Module):
         model = eqx.tree_at(lambda m: m.strategy, self, strategy, is_leaf=lambda x: x is None)
         engine(model).commit(strategy.put_states(self.states), initialized=known_initialized(self))
         return model
-
-
-def _rebuild(cls: type[Model], fields: dict[str, Any], initialized: bool | None) -> Model:
-    """A model of class `cls` with the given fields (see `Model.__reduce__`)."""
-    model = object.__new__(cls)
-    vars(model).update(fields)
-    if initialized is not None:
-        attach(model, initialized)
-    return model
