@@ -56,6 +56,8 @@ from ._savedir import (
     read_json,
     resolve,
 )
+from ._states import is_prng_key
+from ._strategy import strategy_of
 from ._summary import path_str
 
 if TYPE_CHECKING:
@@ -70,10 +72,6 @@ _SAVED = (jax.Array, np.ndarray, np.generic, *_SCALARS)
 # ---------------------------------------------------------------------------- leaves
 
 
-def _is_key(x: Any) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
 def _is_saved(x: Any) -> bool:
     """Leaves that are written to disk: arrays and Python numbers. Anything else (a
     string, a function) is part of the structure and comes from the template."""
@@ -84,7 +82,7 @@ def _describe(x: Any) -> tuple[list[int], str]:
     """`(shape, dtype)` of a saved leaf as the manifest writes them."""
     if isinstance(x, _SCALARS):
         return [], type(x).__name__
-    if _is_key(x):
+    if is_prng_key(x):
         return list(x.shape), str(x.dtype)
     return list(np.shape(x)), np.dtype(x.dtype).name
 
@@ -106,7 +104,7 @@ def _join(key: str, path: str) -> str:
 
 
 def _write_leaf(f: BinaryIO, x: Any) -> None:
-    if _is_key(x):
+    if is_prng_key(x):
         np.save(f, np.asarray(jax.random.key_data(x)), allow_pickle=False)
     elif _is_saved(x):
         np.save(f, np.asarray(x), allow_pickle=False)
@@ -114,7 +112,7 @@ def _write_leaf(f: BinaryIO, x: Any) -> None:
 
 def _expected(like: Any) -> tuple[tuple[int, ...], np.dtype]:
     """The shape and dtype a template leaf is stored with."""
-    if _is_key(like):
+    if is_prng_key(like):
         spec = jax.eval_shape(jax.random.key_data, like)
         return tuple(spec.shape), np.dtype(spec.dtype)
     if isinstance(like, _SCALARS):
@@ -158,7 +156,7 @@ def _read_leaf(f: BinaryIO, like: Any, source: Path) -> Any:
         return type(like)(data.item())
     if isinstance(like, np.ndarray | np.generic):
         return data if isinstance(like, np.ndarray) else like.dtype.type(data.item())
-    if _is_key(like):
+    if is_prng_key(like):
         return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(like))
     return jax.device_put(data, like.sharding)
 
@@ -357,7 +355,7 @@ def save(
         return
     if jax.process_count() > 1:
         states = gather_to_host(states)
-        if jax.process_index() != 0:
+        if not strategy_of(model).is_main_process():
             return
     manifest = _new_manifest(model, weights_only, extra)
     tmp = _staging(target)
@@ -414,7 +412,7 @@ def _save_orbax(
     from . import _orbax
 
     _orbax.ocp_module()  # a missing extra fails before anything is written
-    main = jax.process_index() == 0
+    main = strategy_of(model).is_main_process()
     tmp = _staging(target) if main else _sibling(target, "saving")
     manifest = _new_manifest(model, weights_only, metadata)
     manifest.update(format_version=2, backend="orbax")
@@ -430,7 +428,7 @@ def _save_orbax(
         manifest,
         tmp,
         commit,
-        is_key=_is_key,
+        is_key=is_prng_key,
         is_saved=_is_saved,
         leaf_table=_leaf_table,
         write_manifest=main,
@@ -586,6 +584,7 @@ def _load_entry(fd: int, directory: Path, entry: dict[str, Any], like: Any) -> A
             )
         f.seek(0)
         # The leaves in the order `eqx.tree_serialise_leaves` wrote them (flattening order).
+        treedef: Any  # jax's PyTreeDef, which mypy cannot see into
         leaves, treedef = jax.tree_util.tree_flatten(like)
         try:
             value = treedef.unflatten([_read_leaf(f, leaf, file) for leaf in leaves])
@@ -610,7 +609,7 @@ def _load_orbax(fd: int, directory: Path, states: Any, keys: list[str]) -> dict[
             f"{directory / ORBAX_DIR} is {what}; the save at {directory} is damaged. Load an "
             "older save."
         )
-    return _orbax.restore(directory, states, keys, is_key=_is_key, is_saved=_is_saved)
+    return _orbax.restore(directory, states, keys, is_key=is_prng_key, is_saved=_is_saved)
 
 
 def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:

@@ -49,7 +49,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _fields(value: Any, schema: dict[str, Any], where: str, fail: Callable[[str], Exception]):
+def _fields(
+    value: Any, schema: dict[str, Any], where: str, fail: Callable[[str], Exception]
+) -> None:
     """Check that JSON object `value` has exactly the fields of `schema`, each of its
     type (a bool is not an int here, as it is in Python)."""
     if not isinstance(value, dict):

@@ -25,7 +25,6 @@ from helpers import CountCompiles
 from rich.console import Console
 
 import eqx_elegy as elegy
-from eqx_elegy._engine import engine
 from eqx_elegy.callbacks import (
     BackupAndRestore,
     Callback,
@@ -165,22 +164,43 @@ def test_hooks_are_called_and_unused_ones_skipped(model: elegy.Model) -> None:
 def test_states_are_stored_for_batch_hooks_only_when_read(
     model: elegy.Model, reads_states: bool
 ) -> None:
+    # Storing the States on the model rebuilds the pytree, which costs about a small
+    # model's step: the loop does it before every batch hook only for callbacks that may
+    # read the model some other way than `self.model` (reads_states_per_batch, the
+    # default); otherwise only when `self.model` is read (Keras' approach on JAX).
     class Watcher(Callback):
         reads_states_per_batch = reads_states
 
         def __init__(self) -> None:
             super().__init__()
-            self.seen: list[elegy.States] = []
+            self.stored: list[elegy.States] = []  # as on the model, without a sync
+            self.read: list[list[np.ndarray]] = []
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            self.seen.append(self.model.states)
+            self.stored.append(model.states)
+            if batch % 2:  # reads through self.model, every other step
+                self.read.append(_params(self.model))
 
     watcher = Watcher()
+    reference = _snapshots_per_step(model)
+    model.reset()
     _fit(model, [watcher], epochs=1)
-    # Storing the States on the model each step rebuilds the pytree: a callback that only
-    # counts steps or reads logs (ProgbarLogger, TerminateOnNaN, TensorBoard) avoids it.
-    assert len({id(states) for states in watcher.seen}) == (STEPS if reads_states else 1)
+    stored = [id(states) for states in watcher.stored]
+    if reads_states:
+        assert len(set(stored)) == STEPS
+    else:  # the initial states, then those stored by the read at batch 1 (seen at 2 and 3)
+        assert stored[0] == stored[1] != stored[2] == stored[3]
+    for seen, expected in zip(watcher.read, reference[1::2], strict=True):
+        for a, b in zip(seen, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
     assert not ProgbarLogger.reads_states_per_batch
+
+
+def _snapshots_per_step(model: elegy.Model) -> list[list[np.ndarray]]:
+    """The parameters after each step of one epoch (from a callback that reads them all)."""
+    seen: list[list[np.ndarray]] = []
+    _fit(model, [LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(_params(model)))], 1)
+    return seen
 
 
 def test_throttled_batch_end_hooks_come_rarely_and_at_each_last_step(model: elegy.Model) -> None:
@@ -513,12 +533,27 @@ def test_tensorboard_writes_epoch_step_and_learning_rate_scalars(
 # ---------------------------------------------------------------------------- ReduceLROnPlateau
 
 
-def _one_step(model: elegy.Model, epoch: int) -> list[np.ndarray]:
-    """How one training step (epoch `epoch`, step 0, fixed batch) changes the parameters."""
-    before = _params(model)
+class _StartFrom(Callback):
+    """Starts a fit from the given states (through the public callback API)."""
+
+    def __init__(self, states: elegy.States) -> None:
+        super().__init__()
+        self.states = states
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.set_states(self.states)
+
+
+def _one_step(
+    model: elegy.Model, epoch: int, start: elegy.States | None = None
+) -> list[np.ndarray]:
+    """How one training step (epoch `epoch`, step 0, fixed batch) changes the parameters,
+    from the model's states or from `start`."""
+    states = model.states if start is None else start
+    before = [np.array(leaf) for leaf in jax.tree.leaves(states.net_params)]
     model.fit(
         X, Y, batch_size=BATCH, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=1,
-        shuffle=False, verbose=0,
+        shuffle=False, verbose=0, callbacks=[] if start is None else [_StartFrom(start)],
     )  # fmt: skip
     return [after - b for after, b in zip(_params(model), before, strict=True)]
 
@@ -537,8 +572,7 @@ def test_reduce_lr_on_plateau_lowers_the_rate_the_optimizer_uses(injected: elegy
     with CountCompiles() as compiles:
         reduced = _one_step(injected, 3)
         at_initial_rate = with_learning_rates(saved.optimizer_states, lambda lr: 0.1)
-        engine(injected).commit(saved.update(optimizer_states=at_initial_rate))
-        initial = _one_step(injected, 3)
+        initial = _one_step(injected, 3, start=saved.update(optimizer_states=at_initial_rate))
     assert compiles.count == 0
     small, large = (
         np.concatenate([a.ravel() for a in reduced]),
@@ -713,3 +747,57 @@ def test_progbar_without_a_terminal_prints_one_line_per_epoch(
 def test_progbar_bad_input() -> None:
     with pytest.raises(ValueError, match="refresh_per_second must be > 0, got 0"):
         ProgbarLogger(refresh_per_second=0)
+
+
+# ---------------------------------------------------------------------------- the callback API
+
+
+def test_a_callback_sets_states_and_resumes_through_its_own_methods(model: elegy.Model) -> None:
+    x0 = _params(model)
+
+    class Restart(Callback):
+        reads_states_per_batch = False
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.resume_at(1, 2)  # as if one epoch and two steps had run
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.batches.append(batch)
+            if batch == 3:  # back to the initial weights, once
+                self.set_states(self.model.states.update(net_params=self.initial))
+
+    restart = Restart()
+    restart.batches = []
+    restart.initial = model.states.net_params
+    history = _fit(model, [restart], epochs=2)
+    assert history.epoch == [1] and restart.batches == [2, 3]
+    for a, b in zip(_params(model), x0, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_callback_api_refuses_bad_input(model: elegy.Model) -> None:
+    callback = Callback()
+    with pytest.raises(AttributeError, match="Callback has no model yet"):
+        callback.model  # noqa: B018
+    callback.set_model(model)
+    assert callback.model is model and callback.is_main_process()
+    with pytest.raises(TypeError, match=r"Callback.set_states takes elegy.States .* got dict"):
+        callback.set_states({"net_params": None})  # type: ignore[arg-type]
+    for bad in ((-1, 0), (0, 1.5), (True, 0)):
+        with pytest.raises(ValueError, match="Callback.resume_at: .* must be an int >= 0"):
+            callback.resume_at(*bad)  # type: ignore[arg-type]
+    assert model.fit(X, Y, batch_size=BATCH, epochs=1, verbose=0).epoch == [0]  # nothing set
+
+
+def test_callbacks_write_only_on_the_main_process(model: elegy.Model, tmp_path: Path) -> None:
+    class Elsewhere(elegy.DefaultStrategy):
+        """Runs here, but this process is not the one that writes."""
+
+        def is_main_process(self) -> bool:
+            return False
+
+    log = tmp_path / "log.csv"
+    _fit(model.distributed(Elsewhere()), [CSVLogger(log)], epochs=1)
+    assert not log.exists()
+    _fit(model, [CSVLogger(log)], epochs=1)
+    assert log.exists()

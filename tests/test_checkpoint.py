@@ -436,13 +436,11 @@ def test_states_with_donated_buffers_are_not_saved(trained, tmp_path):
 
 
 def test_metadata_is_stored_in_the_manifest(tmp_path):
-    from eqx_elegy._checkpoint import save
-
     model = elegy.Model(module=eqx.nn.Linear(2, 2, key=jax.random.key(0)))
-    save(model, tmp_path / "ckpt", metadata={"epoch": 3, "val_loss": 0.25})
+    model.save(tmp_path / "ckpt", metadata={"epoch": 3, "val_loss": 0.25})
     assert read_manifest(tmp_path / "ckpt")["metadata"] == {"epoch": 3, "val_loss": 0.25}
     with pytest.raises(TypeError, match="not JSON serializable"):
-        save(model, tmp_path / "other", metadata={"epoch": object()})
+        model.save(tmp_path / "other", metadata={"epoch": object()})
     assert not (tmp_path / "other").exists() and not (tmp_path / ".other.saving").exists()
 
 

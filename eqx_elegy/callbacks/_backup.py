@@ -9,10 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import jax
-
 from .._checkpoint import BACKENDS, remove_save, save, wait_for_saves
-from .._engine import engine
 from .._savedir import CheckpointError, child_stat, is_plain_name, kind, lstat, open_dir, read_json
 from ._callback import Callback, Logs
 from ._files import check_writable, write_json_atomic
@@ -40,6 +37,8 @@ class BackupAndRestore(Callback):
     holds anything else (it is left in place, with a warning). With `delete_checkpoint=True` (the default) the backup is removed when the fit
     ends normally; otherwise a last backup of the final states is kept.
     """
+
+    reads_states_per_batch = False  # step-wise backups read them through self.model
 
     def __init__(
         self,
@@ -93,8 +92,7 @@ class BackupAndRestore(Callback):
             return
         epoch, step, name = progress
         self.model.load(os.path.join(self.backup_dir, name))
-        # The fit loop starts from this point instead of initial_epoch.
-        engine(self.model).resume_at = (epoch, step)
+        self.resume_at(epoch, step)  # instead of the fit's initial_epoch
         self.resumed_from = (epoch, step)
         self._current = name
 
@@ -180,7 +178,7 @@ class BackupAndRestore(Callback):
             os.path.join(self.backup_dir, name),
             backend=self.backend,
             asynchronous=self.backend == "orbax",
-            on_done=switch if jax.process_index() == 0 else None,
+            on_done=switch if self.is_main_process() else None,
         )
 
     def _remove(self, name: str) -> None:
@@ -200,7 +198,7 @@ class BackupAndRestore(Callback):
                 self._backup(self._done, 0)
                 wait_for_saves()
             return
-        if jax.process_index() == 0:
+        if self.is_main_process():
             if os.path.lexists(self._progress):
                 os.remove(self._progress)
             if self._current is not None:
