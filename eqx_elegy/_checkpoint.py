@@ -51,6 +51,7 @@ from ._savedir import (
     child_stat,
     kind,
     lstat,
+    odd_entry,
     open_dir,
     open_regular,
     read_json,
@@ -243,6 +244,10 @@ def not_a_save(directory: Path) -> str | None:
             if st is not None and not wanted(st.st_mode):
                 what = "a directory" if wanted is stat.S_ISDIR else "a regular file"
                 return f"its {name} is {kind(st.st_mode)}, not {what}"
+            if st is not None and wanted is stat.S_ISDIR:
+                odd = odd_entry(fd, name)
+                if odd is not None:
+                    return f"its {odd}"
     return None
 
 
@@ -609,6 +614,12 @@ def _load_orbax(fd: int, directory: Path, states: Any, keys: list[str]) -> dict[
             f"{directory / ORBAX_DIR} is {what}; the save at {directory} is damaged. Load an "
             "older save."
         )
+    odd = odd_entry(fd, ORBAX_DIR)  # orbax opens its files by path: nothing may lead out
+    if odd is not None:
+        raise CheckpointError(
+            f"{directory}/{odd}; the save at {directory} is damaged or was tampered with. "
+            "Load an older save."
+        )
     return _orbax.restore(directory, states, keys, is_key=is_prng_key, is_saved=_is_saved)
 
 
@@ -620,6 +631,11 @@ def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = Fal
     wait_for_saves()  # a save in flight to this path completes first
     directory = _resolve(path)
     with open_dir(directory) as fd:
+        if child_stat(fd, _STAGING_MARK) is not None:
+            raise CheckpointError(
+                f"{directory} is an unfinished save (a save was stopped while writing it); "
+                "load the save it was to replace, next to it, instead."
+            )
         manifest = _read_manifest(fd, directory)
         if manifest["weights_only"] and not weights_only:
             raise CheckpointError(

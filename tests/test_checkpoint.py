@@ -319,6 +319,8 @@ def test_load_recovers_from_a_crash_between_the_renames(trained, tmp_path):
     (tmp_path / ".ckpt.saving" / ".eqx_elegy-saving").touch()  # how a save marks its staging
     (tmp_path / ".ckpt.saving" / "00_metrics_states.eqx").write_bytes(b"half")
     fresh = build(seed=5)
+    with pytest.raises(CheckpointError, match=r"\.ckpt\.saving is an unfinished save \(a save"):
+        fresh.load(tmp_path / ".ckpt.saving")
     fresh.load(tmp_path / "ckpt")
     assert_same_states(fresh.states, model.states)
     build(seed=6).save(tmp_path / "ckpt")
