@@ -28,6 +28,7 @@ orbax-checkpoint is imported only here, only when this backend is used.
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import os
 import sys
@@ -71,14 +72,16 @@ def _to_saved(leaf: Any, is_key: Callable[[Any], bool]) -> Any:
 
 def _abstract(like: Any, is_key: Callable[[Any], bool]) -> Any:
     """What orbax restores a template leaf as: a jax.Array onto the template's sharding
-    (resharding from whatever layout it was saved with), anything else a host array."""
+    (resharding from whatever layout it was saved with), anything else a numpy array.
+    Every array gets a sharding: without one orbax would reuse the saved layout, which
+    names the devices of the run that saved it ("Topology mismatch" in any other)."""
     if is_key(like):
-        spec = jax.eval_shape(jax.random.key_data, like)
-        return jax.ShapeDtypeStruct(spec.shape, spec.dtype)
+        data = jax.random.key_data(like)
+        return jax.ShapeDtypeStruct(data.shape, data.dtype, sharding=data.sharding)
     if isinstance(like, jax.Array):
         return jax.ShapeDtypeStruct(like.shape, like.dtype, sharding=like.sharding)
     value = np.asarray(like)
-    return jax.ShapeDtypeStruct(value.shape, value.dtype)
+    return np.zeros(value.shape, value.dtype)  # a numpy template: restored as numpy
 
 
 def _from_saved(data: Any, like: Any, is_key: Callable[[Any], bool]) -> Any:
@@ -114,6 +117,8 @@ class _Pending:
 
 
 _pending: list[_Pending] = []
+_saves = itertools.count()
+_BARRIER_TIMEOUT_MS = 1_200_000  # orbax's own default for a save's barriers (20 minutes)
 _lock = threading.Lock()
 _exit_hook_installed = False
 
@@ -196,17 +201,29 @@ def save(
         )
     checkpointer = ocp.AsyncCheckpointer(ocp.StandardCheckpointHandler())
     checkpointer.save(staging / ORBAX_DIR, args=ocp.args.StandardSave(tree))
+    # Every process saves the same saves in the same order (a collective), so the n-th
+    # save has the same barrier name on all of them.
+    barrier = f"eqx_elegy_save_{next(_saves)}"
 
     def finish() -> None:
         try:
             checkpointer.wait_until_finished()
         finally:
             checkpointer.close()
-        if write_manifest:
-            _write_manifest(staging, manifest)
-            commit()
-            if on_done is not None:
-                on_done()
+        try:
+            if write_manifest:
+                _write_manifest(staging, manifest)
+                commit()
+                if on_done is not None:
+                    on_done()
+        finally:
+            # Orbax's own barriers end before the manifest and the renames: without this
+            # one, another process could return and read or save at `path` while process
+            # 0 is still renaming (or switching a backup record). Process 0 arrives even
+            # when it failed (its error is its own to raise), so that the others never
+            # wait for it in vain.
+            sync = ocp.multihost.get_barrier_sync_fn()
+            sync(key=barrier, timeout_ms=_BARRIER_TIMEOUT_MS)
 
     if not asynchronous:
         finish()

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import equinox as eqx
@@ -141,6 +143,36 @@ def test_a_missing_orbax_names_the_extra_to_install(trained, tmp_path, monkeypat
         build().load(path)
 
 
+NO_ORBAX_CHILD = r"""
+import sys
+sys.modules["orbax"] = None  # as if orbax-checkpoint were not installed: import fails
+import jax, equinox as eqx
+import eqx_elegy as elegy
+model = elegy.Model(module=eqx.nn.Linear(2, 2, key=jax.random.key(0)))
+model.save(sys.argv[1])  # the native format needs nothing more
+model.load(sys.argv[1])
+try:
+    model.save(sys.argv[1] + "-orbax", backend="orbax")
+except ImportError as error:
+    print(error)
+"""
+
+
+def test_the_library_works_without_orbax_installed(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", NO_ORBAX_CHILD, str(tmp_path / "ckpt")],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("backend='orbax' needs orbax-checkpoint, which is not ")
+    assert result.stdout.rstrip().endswith("install it with: pip install 'eqx_elegy[orbax]'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
 def test_bad_backend_arguments(trained, tmp_path):
     model, _, _ = trained
     with pytest.raises(ValueError, match=r"backend must be one of \('native', 'orbax'\), got 'h5'"):
@@ -177,17 +209,51 @@ def test_an_orbax_save_is_replaced_only_as_a_save_of_ours(trained, tmp_path):
 
 
 def test_a_damaged_orbax_directory_is_a_checkpoint_error(trained, tmp_path):
+    """orbax's tree metadata, which it reads before the arrays. (Garbled array data is
+    a CheckpointError too, but orbax then leaves reads in flight that report to a closed
+    event loop: "Exception ignored" noise that the suite, warnings as errors, would catch
+    in whichever test runs next.)"""
     model, _, _ = trained
     target = tmp_path / "ckpt"
     model.save(target, backend="orbax")
-    for file in sorted((target / "orbax").rglob("*")):
-        if file.is_file() and file.parent.name == "d":
-            file.write_bytes(b"garbage")
+    (target / "orbax" / "_METADATA").write_bytes(b"garbage")
     fresh = build(seed=2)
     before = fresh.states
-    with pytest.raises(CheckpointError, match=r"could not be read by orbax-checkpoint"):
+    with pytest.raises(CheckpointError, match=r"could not be read by orbax-checkpoint \(JSON"):
         fresh.load(target)
     assert fresh.states is before
+
+
+@pytest.mark.parametrize("plant", ["link", "fifo", "dir-link"])
+def test_a_link_or_pipe_inside_orbax_is_refused_by_load_and_by_save(trained, tmp_path, plant):
+    """orbax opens the files under orbax/ by path: a link in there (to another model's
+    shard, or a directory elsewhere) or a named pipe is refused before orbax reads
+    anything, and a save will not replace a directory that holds one."""
+    model, _, _ = trained
+    target = tmp_path / "ckpt"
+    model.save(target, backend="orbax")
+    files = sorted(f for f in (target / "orbax").rglob("*") if f.is_file())
+    victim = files[-1]
+    victim.unlink()
+    if plant == "link":
+        victim.symlink_to(tmp_path / "elsewhere")
+        what = "a symbolic link"
+    elif plant == "fifo":
+        os.mkfifo(victim)
+        what = r"a named pipe \(FIFO\)"
+    else:
+        (target / "orbax" / "extra").symlink_to(tmp_path, target_is_directory=True)
+        victim = target / "orbax" / "extra"
+        what = "a symbolic link"
+    inside = re.escape(str(victim.relative_to(target)))
+    fresh = build(seed=2)
+    before = fresh.states
+    with pytest.raises(CheckpointError, match=rf"{inside} is {what}, not a regular file or dir"):
+        fresh.load(target)
+    assert fresh.states is before
+    with pytest.raises(CheckpointError, match=rf"its {inside} is {what}, not a regular file or"):
+        model.save(target, backend="orbax")
+    assert os.path.lexists(victim)
 
 
 # ---------------------------------------------------------------------------- layouts
@@ -445,6 +511,67 @@ def test_sigkill_during_an_asynchronous_save_keeps_the_previous_save(tmp_path, p
 
     model.save(target, backend="orbax")  # and saving again tidies up what the crash left
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+RAW_KILL_CHILD = r"""
+import sys, time
+import jax, equinox as eqx
+import eqx_elegy as elegy
+
+path = sys.argv[1]
+elegy.Model(module=eqx.nn.Linear(3, 2, key=jax.random.key(0))).save(path, backend="orbax")
+big = eqx.nn.MLP(2048, 2048, 2048, 3, key=jax.random.key(1))  # 50 MB to write
+elegy.Model(module=big).save(path, backend="orbax", asynchronous=True)
+print("returned", flush=True)
+elegy.wait_for_saves()
+print("second save done", flush=True)
+time.sleep(120)  # killed here at the latest
+"""
+
+
+def test_sigkill_at_any_moment_of_an_asynchronous_save_leaves_a_loadable_save(tmp_path):
+    """No hooks: the process is killed as soon as `save` returns (orbax writing in the
+    background), then later and later. Each time the target loads as the first save or,
+    when the kill came after the commit, as the complete second one; a partial save is
+    refused by `load` and removed by the next save."""
+    first = eqx.nn.Linear(3, 2, key=jax.random.key(0))
+    outcomes = []
+    for delay in (0.0, 0.5, 2.0):
+        root = tmp_path / f"after{delay}"
+        root.mkdir()
+        target = root / "ckpt"
+        with subprocess.Popen(
+            [sys.executable, "-W", "error", "-c", RAW_KILL_CHILD, str(target)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "returned\n"
+            time.sleep(delay)
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=60)
+        assert child.returncode == -signal.SIGKILL
+        leftovers = sorted(p.name for p in root.iterdir())
+        assert set(leftovers) <= {"ckpt", ".ckpt.saving", ".ckpt.previous"}, leftovers
+        if (root / ".ckpt.saving").exists():  # a partial save: refused
+            with pytest.raises(CheckpointError, match="is an unfinished save"):
+                build().load(root / ".ckpt.saving")
+        small = elegy.Model(module=eqx.nn.Linear(3, 2, key=jax.random.key(7)))
+        try:
+            small.load(target)
+        except CheckpointError as error:  # the second save completed: another structure
+            assert "does not fit" in str(error)
+            outcomes.append("second")
+            big = eqx.nn.MLP(2048, 2048, 2048, 3, key=jax.random.key(2))
+            elegy.Model(module=big).load(target)
+        else:
+            np.testing.assert_array_equal(small.states.net_params.weight, first.weight)
+            outcomes.append("first")
+        small.save(target, backend="orbax")  # saving again tidies up what the kill left
+        assert sorted(p.name for p in root.iterdir()) == ["ckpt"]
+    assert outcomes[0] == "first", outcomes  # killed mid-save at least once
 
 
 @pytest.mark.parametrize(
