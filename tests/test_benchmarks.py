@@ -72,3 +72,20 @@ def test_bench_export_quick_measures_both_sides(tmp_path):
         for r in rows.values():
             assert all(r["rows_per_s"][k] > 0 for k in ("predict", "load_exported", "plain"))
             assert r["ratio"]["load_exported"] > 0 and r["ratio"]["plain"] > 0
+
+
+def test_bench_checkpoint_quick_times_every_arm(tmp_path):
+    out = tmp_path / "checkpoint.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/bench_checkpoint.py", "--quick", "--workloads", "medium"]
+        + ["--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (row,) = json.loads(out.read_text())
+    assert row["workload"] == "medium"
+    for arm in ("none", "native", "orbax"):
+        assert row[f"{arm}_epoch_s"] > 0 and row[f"{arm}_end_wait_s"] >= 0
+    assert row["orbax_over_native"] == row["orbax_over_native"]  # a number, not NaN
