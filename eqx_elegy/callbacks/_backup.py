@@ -34,8 +34,13 @@ class BackupAndRestore(Callback):
     atomically, then the previous one is removed: a crash at any point leaves a complete
     backup. `backup.json` is trusted only as far as it names a plain subdirectory of
     `backup_dir`; a directory is removed only if it is one of our saves, never one that
-    holds anything else (it is left in place, with a warning). With `delete_checkpoint=True` (the default) the backup is removed when the fit
-    ends normally; otherwise a last backup of the final states is kept.
+    holds anything else (it is left in place, with a warning). With
+    `delete_checkpoint=True` (the default) the backup is removed when the fit ends
+    normally; otherwise a last backup of the final states is kept.
+
+    `backend="orbax"` writes each backup through orbax-checkpoint in the background
+    (each process its own shards); `backup.json` is switched once the backup is on disk,
+    and the end of the fit waits for the last one (docs/saving.md).
     """
 
     reads_states_per_batch = False  # step-wise backups read them through self.model
