@@ -272,6 +272,7 @@ def restore(
     finally:
         checkpointer.close()
     out = {}
+    treedef: Any  # jax's PyTreeDef, which mypy cannot see into
     for key, value in templates.items():
         leaves, treedef = jax.tree_util.tree_flatten(value)
         data = iter(restored[key])
