@@ -60,6 +60,7 @@ from ._savedir import (
 from ._states import is_prng_key
 from ._strategy import strategy_of
 from ._summary import path_str
+from ._version import versions
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -194,21 +195,6 @@ def _sha256(f: BinaryIO) -> str:
 
 def _file_name(index: int, key: str) -> str:
     return f"{index:02d}_{re.sub(r'[^A-Za-z0-9_]', '_', key)[:40]}.eqx"
-
-
-def _versions() -> dict[str, str]:
-    import equinox
-    import optax
-
-    from . import __version__
-
-    return {
-        "eqx_elegy": __version__,
-        "jax": jax.__version__,
-        "equinox": equinox.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-    }
 
 
 class _NotOurs(Exception):
@@ -382,7 +368,7 @@ def _new_manifest(model: Model, weights_only: bool, metadata: dict[str, Any]) ->
     return {
         "format": FORMAT,
         "format_version": NATIVE_VERSION,
-        "versions": _versions(),
+        "versions": versions(),
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "weights_only": weights_only,
         "metadata": metadata,
