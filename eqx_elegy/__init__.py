@@ -9,6 +9,7 @@ from . import data as data
 from . import losses as losses
 from . import metrics as metrics
 from . import regularizers as regularizers
+from ._checkpoint import wait_for_saves as wait_for_saves
 from ._distributed import FSDP as FSDP
 from ._distributed import DataParallel as DataParallel
 from ._distributed import gather_to_host as gather_to_host

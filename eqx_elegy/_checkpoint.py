@@ -13,6 +13,10 @@ into a sibling directory and renamed into place, so at any instant one complete 
 on disk under `path` or, between two renames, under the sibling `.<name>.previous`, which
 `load` falls back to.
 
+`backend="orbax"` writes the states through orbax-checkpoint instead (see `_orbax`): the
+same manifest, the same staging and renames, the arrays in an `orbax/` directory written
+by every process for its own shards. `load` reads either.
+
 Nothing outside the save is touched: `save` replaces a directory only if it is one of
 our saves (a valid manifest, and no file the manifest does not list) or empty, and
 checks this, and that the staging and set-aside siblings are ours, before it writes
@@ -28,7 +32,8 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -40,12 +45,13 @@ import numpy as np
 from . import _manifest
 from ._distributed import gather_to_host
 from ._engine import engine
-from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST
+from ._manifest import FORMAT, MANIFEST, NATIVE_VERSION, ORBAX_DIR
 from ._savedir import CheckpointError as CheckpointError
 from ._savedir import (
     child_stat,
     kind,
     lstat,
+    odd_entry,
     open_dir,
     open_regular,
     read_json,
@@ -60,6 +66,7 @@ if TYPE_CHECKING:
     from ._model import Model
 
 WEIGHT_KEYS = ("net_params", "net_states")
+BACKENDS = ("native", "orbax")
 _SCALARS = (bool, int, float, complex)
 _SAVED = (jax.Array, np.ndarray, np.generic, *_SCALARS)
 
@@ -201,7 +208,8 @@ def _not_ours(problem: str) -> _NotOurs:
 def not_a_save(directory: Path) -> str | None:
     """Why `directory` (a real directory) is not one of our saves, or None if it is:
     its manifest is a regular file that passes the manifest's check, and it holds
-    nothing but that manifest and the regular files the manifest lists."""
+    nothing but that manifest and the regular files the manifest lists (or, for an orbax
+    save, its `orbax` directory)."""
     with open_dir(directory) as fd:
         names = sorted(os.listdir(fd))
         if MANIFEST not in names:
@@ -213,12 +221,19 @@ def not_a_save(directory: Path) -> str | None:
         except _NotOurs as reason:
             return str(reason)
         listed = {MANIFEST, *(e["file"] for e in manifest["entries"] if e["file"] is not None)}
+        orbax = manifest.get("backend") == "orbax"
         for name in names:
             if name not in listed:
                 return f"it holds {name}, which is not part of the save"
             st = child_stat(fd, name)
-            if st is not None and not stat.S_ISREG(st.st_mode):
-                return f"its {name} is {kind(st.st_mode)}, not a regular file"
+            wanted = stat.S_ISDIR if orbax and name == ORBAX_DIR else stat.S_ISREG
+            if st is not None and not wanted(st.st_mode):
+                what = "a directory" if wanted is stat.S_ISDIR else "a regular file"
+                return f"its {name} is {kind(st.st_mode)}, not {what}"
+            if st is not None and wanted is stat.S_ISDIR:
+                odd = odd_entry(fd, name)
+                if odd is not None:
+                    return f"its {odd}"
     return None
 
 
@@ -280,10 +295,19 @@ def save(
     *,
     weights_only: bool = False,
     metadata: Mapping[str, Any] | None = None,
+    backend: str = "native",
+    asynchronous: bool = False,
+    on_done: Callable[[], None] | None = None,
 ) -> None:
     """Write `model.states` (or only its weights) to directory `path`, replacing an
     earlier save there atomically. `metadata` (JSON-serialisable, e.g. `{"epoch": 3}`)
     is stored in the manifest as it is.
+
+    `backend="orbax"` writes through orbax-checkpoint, each process its own shards;
+    with `asynchronous=True` (orbax only) it returns once the arrays are off the
+    devices and finishes in the background (see `_orbax`). `on_done` is called once the
+    save is complete on disk, on the process that writes the manifest (in the background
+    for an asynchronous save). Any save first waits for the one in flight.
 
     `path` may be a link (it is resolved first); what is there must be nothing, an empty
     directory or one of our saves, else `CheckpointError` and nothing is written.
@@ -291,6 +315,14 @@ def save(
     In a multi-process run every process calls it: states sharded across processes are
     gathered (a collective), and process 0 alone writes, so that processes sharing a
     filesystem never write the same files."""
+    if backend not in BACKENDS:
+        raise ValueError(f"save: backend must be one of {BACKENDS}, got {backend!r}.")
+    if asynchronous and backend != "orbax":
+        raise ValueError(
+            "save: asynchronous=True needs backend='orbax' (the native format writes "
+            "from one process, synchronously)."
+        )
+    wait_for_saves()  # the next save waits for the one in flight, and raises its error
     extra = dict(metadata or {})
     json.dumps(extra)  # fail now, before anything is written
     target = resolve(path)
@@ -309,25 +341,15 @@ def save(
             f"{deleted[0]}); this happens when a fit is stopped inside a step (e.g. a second "
             "Ctrl-C). Nothing was saved; the previous save is intact."
         )
+    if backend == "orbax":
+        _save_orbax(model, states, keys, target, weights_only, extra, asynchronous, on_done)
+        return
     if jax.process_count() > 1:
         states = gather_to_host(states)
         if not strategy_of(model).is_main_process():
             return
-    manifest: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "versions": versions(),
-        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "weights_only": weights_only,
-        "metadata": extra,
-        "entries": [],
-    }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _sibling(target, "saving")
-    if lstat(tmp) is not None:
-        shutil.rmtree(tmp)  # left by a save that crashed while writing (checked as ours)
-    tmp.mkdir()
-    (tmp / _STAGING_MARK).touch()
+    manifest = _new_manifest(model, weights_only, extra)
+    tmp = _staging(target)
     for index, key in enumerate(keys):
         manifest["entries"].append(_write_entry(tmp, index, key, states[key]))
     with open(tmp / MANIFEST, "w") as f:
@@ -337,6 +359,81 @@ def save(
     (tmp / _STAGING_MARK).unlink()  # a complete save now, recognised by its manifest
     _fsync(tmp)
     _swap_in(tmp, target)
+    if on_done is not None:
+        on_done()
+
+
+def _new_manifest(model: Model, weights_only: bool, metadata: dict[str, Any]) -> dict[str, Any]:
+    """A native manifest without entries."""
+    return {
+        "format": FORMAT,
+        "format_version": NATIVE_VERSION,
+        "versions": versions(),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "weights_only": weights_only,
+        "metadata": metadata,
+        "entries": [],
+    }
+
+
+def _staging(target: Path) -> Path:
+    """A fresh staging directory next to `target` (what a crashed save left there, checked
+    as ours by `_check_target`, removed first), marked as ours."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(target, "saving")
+    if lstat(tmp) is not None:
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    (tmp / _STAGING_MARK).touch()
+    return tmp
+
+
+def _save_orbax(
+    model: Model,
+    states: Any,
+    keys: list[str],
+    target: Path,
+    weights_only: bool,
+    metadata: dict[str, Any],
+    asynchronous: bool,
+    on_done: Callable[[], None] | None,
+) -> None:
+    """The orbax backend of `save`: every process writes its shards into the staging
+    directory (made by process 0); process 0 then writes the manifest and renames."""
+    from . import _orbax
+
+    _orbax.ocp_module()  # a missing extra fails before anything is written
+    main = strategy_of(model).is_main_process()
+    tmp = _staging(target) if main else _sibling(target, "saving")
+    manifest = _new_manifest(model, weights_only, metadata)
+    manifest.update(format_version=2, backend="orbax")
+
+    def commit() -> None:
+        (tmp / _STAGING_MARK).unlink()
+        _fsync(tmp)
+        _swap_in(tmp, target)
+
+    _orbax.save(
+        states,
+        keys,
+        manifest,
+        tmp,
+        commit,
+        is_key=is_prng_key,
+        is_saved=_is_saved,
+        leaf_table=_leaf_table,
+        write_manifest=main,
+        asynchronous=asynchronous,
+        on_done=on_done,
+    )
+
+
+def wait_for_saves() -> None:
+    """Wait until every asynchronous save of this process is on disk; raise a
+    `CheckpointError` for one that failed."""
+    orbax = sys.modules.get(f"{__package__}._orbax")
+    if orbax is not None:  # no asynchronous save can be pending before it is imported
+        orbax.wait_for_saves()
 
 
 def _write_entry(directory: Path, index: int, key: str, value: Any) -> dict[str, Any]:
@@ -491,11 +588,40 @@ def _load_entry(fd: int, directory: Path, entry: dict[str, Any], like: Any) -> A
     return value
 
 
+def _load_orbax(fd: int, directory: Path, states: Any, keys: list[str]) -> dict[str, Any]:
+    """The values of `keys` from an orbax save, whose `orbax` is a real directory inside
+    it (orbax-checkpoint reads the files in it)."""
+    from . import _orbax
+
+    found = child_stat(fd, ORBAX_DIR)
+    if found is None or not stat.S_ISDIR(found.st_mode):
+        what = "missing" if found is None else f"{kind(found.st_mode)}, not a directory"
+        raise CheckpointError(
+            f"{directory / ORBAX_DIR} is {what}; the save at {directory} is damaged. Load an "
+            "older save."
+        )
+    odd = odd_entry(fd, ORBAX_DIR)  # orbax opens its files by path: nothing may lead out
+    if odd is not None:
+        raise CheckpointError(
+            f"{directory}/{odd}; the save at {directory} is damaged or was tampered with. "
+            "Load an older save."
+        )
+    return _orbax.restore(directory, states, keys, is_key=is_prng_key, is_saved=_is_saved)
+
+
 def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
     """Replace `model.states` (or only its weights) with the save at `path`; on any
-    mismatch or damage, raise `CheckpointError` and leave the model as it was."""
+    mismatch or damage, raise `CheckpointError` and leave the model as it was. Reads
+    either backend's saves; an orbax save's arrays are put onto the model's current
+    layout (its leaves' shardings)."""
+    wait_for_saves()  # a save in flight to this path completes first
     directory = _resolve(path)
     with open_dir(directory) as fd:
+        if child_stat(fd, _STAGING_MARK) is not None:
+            raise CheckpointError(
+                f"{directory} is an unfinished save (a save was stopped while writing it); "
+                "load the save it was to replace, next to it, instead."
+            )
         manifest = _read_manifest(fd, directory)
         if manifest["weights_only"] and not weights_only:
             raise CheckpointError(
@@ -506,11 +632,14 @@ def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = Fal
         keys = [k for k in WEIGHT_KEYS if k in states] if weights_only else list(states)
         _check_fits(model, directory, manifest, keys, weights_only)
         entries = {entry["key"]: entry for entry in manifest["entries"]}
-        loaded = {
-            key: _load_entry(fd, directory, entries[key], states[key])
-            for key in keys
-            if entries[key]["file"] is not None
-        }
+        if manifest.get("backend") == "orbax":
+            loaded = _load_orbax(fd, directory, states, keys)
+        else:
+            loaded = {
+                key: _load_entry(fd, directory, entries[key], states[key])
+                for key in keys
+                if entries[key]["file"] is not None
+            }
     if weights_only:
         engine(model).commit(states.update(**loaded))
     else:

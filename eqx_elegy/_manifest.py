@@ -6,6 +6,12 @@ so every field is checked for its exact JSON type before anything else looks at 
 the leaf files (plain names inside the save's directory) with their checksums and
 leaves. Unknown fields are refused, so that a manifest that merely resembles ours is
 not taken for one.
+
+Version 1 is the native format. Version 2 adds `backend` (`"orbax"`): the leaves are in
+the orbax-checkpoint directory `orbax`, which every entry with a value names as its
+`file`, without a checksum (orbax checks its own files). Native saves are still written
+as version 1, so that an older eqx_elegy reads them; an older one refuses version 2
+with a message that names the version.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from typing import Any
 from ._savedir import CheckpointError, is_plain_name
 
 FORMAT = "eqx_elegy.checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+NATIVE_VERSION = 1  # what native saves are written as
 MANIFEST = "manifest.json"
+ORBAX_DIR = "orbax"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TOP = {
     "format": str,
@@ -30,6 +38,7 @@ _TOP = {
     "metadata": dict,
     "entries": list,
 }
+_TOP_V2 = {**_TOP, "backend": str}
 _ENTRY = {"key": str, "file": (str, type(None)), "sha256": (str, type(None)), "leaves": list}
 _LEAF = {"path": str, "shape": list, "dtype": str}
 _JSON_TYPES = {str: "a string", int: "an int", bool: "a bool", dict: "an object", list: "a list"}
@@ -70,7 +79,8 @@ def check(raw: Any, fail: Callable[[str], Exception]) -> dict[str, Any]:
     """`raw` (a parsed manifest) if it is a well-formed one, else `fail(problem)` raised."""
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise fail(f"its 'format' is not {FORMAT!r}")
-    _fields(raw, _TOP, "the manifest", fail)
+    orbax = raw.get("format_version") == 2 and not isinstance(raw["format_version"], bool)
+    _fields(raw, _TOP_V2 if orbax else _TOP, "the manifest", fail)
     version = raw["format_version"]
     if not 1 <= version <= FORMAT_VERSION:
         raise fail(
@@ -79,6 +89,8 @@ def check(raw: Any, fail: Callable[[str], Exception]) -> dict[str, Any]:
     for name, value in raw["versions"].items():
         if not isinstance(value, str):
             raise fail(f"'versions.{name}' is {_short(value)}, not a string")
+    if orbax and raw["backend"] != "orbax":
+        raise fail(f"'backend' is {_short(raw['backend'])}, not 'orbax'")
     keys, files = set(), set()
     for i, entry in enumerate(raw["entries"]):
         where = f"entries[{i}]"
@@ -87,7 +99,14 @@ def check(raw: Any, fail: Callable[[str], Exception]) -> dict[str, Any]:
             raise fail(f"entry {entry['key']!r} appears twice")
         keys.add(entry["key"])
         file, digest = entry["file"], entry["sha256"]
-        if file is not None:
+        if orbax:
+            if file not in (None, ORBAX_DIR):
+                raise fail(f"{where}.file is {_short(file)}, not {ORBAX_DIR!r} or null")
+            if digest is not None:
+                raise fail(f"{where}.sha256 is set; the entries of an orbax save have none")
+            if file is None and entry["leaves"]:
+                raise fail(f"{where} has no file but has leaves")
+        elif file is not None:
             if not is_plain_name(file) or file == MANIFEST or file in files:
                 raise fail(f"{where}.file {_short(file)} is not a plain file name of this save")
             files.add(file)

@@ -845,21 +845,38 @@ class Model(eqx.Module):
         *,
         weights_only: bool = False,
         metadata: Mapping[str, Any] | None = None,
+        backend: str = "native",
+        asynchronous: bool = False,
     ) -> None:
         """Save `states` into directory `path` (leaves with `eqx.tree_serialise_leaves`,
         plus a JSON manifest). The new directory replaces an old one atomically: a crash
         mid-save leaves the previous save loadable. `weights_only` saves only `net_params`
         and `net_states`. `metadata` (JSON-serialisable, e.g. `{"epoch": 3}`) is stored in
         the manifest as it is. In a multi-process run, call it on every process: it
-        gathers states sharded across processes, and process 0 writes."""
-        _checkpoint.save(self, path, weights_only=weights_only, metadata=metadata)
+        gathers states sharded across processes, and process 0 writes.
+
+        `backend="orbax"` writes through orbax-checkpoint (`pip install
+        'eqx_elegy[orbax]'`): nothing is gathered, each process writes its own shards.
+        With it, `asynchronous=True` returns as soon as the arrays are copied off the
+        devices; the next save or load, `elegy.wait_for_saves()` and the process's exit
+        wait for the write, and raise its error if it failed (docs/saving.md)."""
+        _checkpoint.save(
+            self,
+            path,
+            weights_only=weights_only,
+            metadata=metadata,
+            backend=backend,
+            asynchronous=asynchronous,
+        )
 
     @_instance_only
     def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
         """Load a save of a model built the same way: its `states` give the structure,
         which must match the file's (paths, shapes, dtypes) or nothing changes and a
         `CheckpointError` lists the differences. No code from the file is ever run.
-        `weights_only` loads only `net_params` and `net_states`."""
+        `weights_only` loads only `net_params` and `net_states`. Either backend's saves
+        load; an orbax save's arrays are put onto the model's current layout (another
+        mesh or device count than the one that saved it)."""
         _checkpoint.load(self, path, weights_only=weights_only)
 
     def export(

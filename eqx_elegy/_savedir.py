@@ -114,6 +114,33 @@ def open_regular(dir_fd: int, name: str, fail: Fail) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
+def odd_entry(dir_fd: int, name: str, *, depth: int = 16) -> str | None:
+    """The first entry inside child directory `name` of `dir_fd`, at any depth, that is
+    neither a regular file nor a directory (a symbolic link, a pipe, a device), as
+    "`name/sub/file` is a symbolic link, not a regular file or directory"; None when
+    there is none. Links are never followed. For directories whose files another library
+    reads by path (orbax's), so that nothing it opens can lead out of the save or block."""
+    try:
+        fd = os.open(name, _FLAGS | os.O_DIRECTORY, dir_fd=dir_fd)
+    except OSError as error:
+        return f"{name} cannot be opened as a directory ({error.strerror})"
+    try:
+        for child in sorted(os.listdir(fd)):
+            st = child_stat(fd, child)
+            if st is None or stat.S_ISREG(st.st_mode):
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                return f"{name}/{child} is {kind(st.st_mode)}, not a regular file or directory"
+            if depth == 0:
+                return f"{name}/{child} is nested too deeply"
+            problem = odd_entry(fd, child, depth=depth - 1)
+            if problem is not None:
+                return f"{name}/{problem}"
+    finally:
+        os.close(fd)
+    return None
+
+
 def read_json(dir_fd: int, name: str, fail: Fail) -> Any:
     """The JSON value in child `name` of the directory open as `dir_fd`, at most
     `MAX_JSON_BYTES` long; anything that is not JSON (bad UTF-8, bad syntax, nesting

@@ -115,3 +115,20 @@ def test_bench_memory_counts_growth_and_survivors(tmp_path):
         assert [n for n, _ in report["trace"]] == [2]
         verdict = "PASS" if report["growth_mb"] <= 50 else "FAIL"
         assert result.stdout.splitlines()[-1].startswith(f"{verdict}: 2 models")
+
+
+def test_bench_checkpoint_quick_times_every_arm(tmp_path):
+    out = tmp_path / "checkpoint.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/bench_checkpoint.py", "--quick", "--workloads", "medium"]
+        + ["--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (row,) = json.loads(out.read_text())
+    assert row["workload"] == "medium"
+    for arm in ("none", "native", "orbax"):
+        assert row[f"{arm}_epoch_s"] > 0 and row[f"{arm}_end_wait_s"] >= 0
+    assert row["orbax_over_native"] == row["orbax_over_native"]  # a number, not NaN

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .._checkpoint import remove_save
+from .._checkpoint import BACKENDS, remove_save, save, wait_for_saves
 from .._savedir import CheckpointError, child_stat, is_plain_name, kind, lstat, open_dir, read_json
 from ._callback import Callback, Logs
 from ._files import check_writable, write_json_atomic
@@ -34,8 +34,13 @@ class BackupAndRestore(Callback):
     atomically, then the previous one is removed: a crash at any point leaves a complete
     backup. `backup.json` is trusted only as far as it names a plain subdirectory of
     `backup_dir`; a directory is removed only if it is one of our saves, never one that
-    holds anything else (it is left in place, with a warning). With `delete_checkpoint=True` (the default) the backup is removed when the fit
-    ends normally; otherwise a last backup of the final states is kept.
+    holds anything else (it is left in place, with a warning). With
+    `delete_checkpoint=True` (the default) the backup is removed when the fit ends
+    normally; otherwise a last backup of the final states is kept.
+
+    `backend="orbax"` writes each backup through orbax-checkpoint in the background
+    (each process its own shards); `backup.json` is switched once the backup is on disk,
+    and the end of the fit waits for the last one (docs/saving.md).
     """
 
     reads_states_per_batch = False  # step-wise backups read them through self.model
@@ -45,8 +50,14 @@ class BackupAndRestore(Callback):
         backup_dir: str | os.PathLike[str],
         save_freq: int | str = "epoch",
         delete_checkpoint: bool = True,
+        backend: str = "native",
     ):
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"BackupAndRestore: backend must be one of {BACKENDS}, got {backend!r}."
+            )
+        self.backend = backend
         if save_freq != "epoch" and (
             isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1
         ):
@@ -156,14 +167,24 @@ class BackupAndRestore(Callback):
         name = f"epoch{epoch}-step{step}"
         if name == self._current:
             return
-        self.model.save(os.path.join(self.backup_dir, name))  # every process: a collective
         previous, self._current = self._current, name
         self._since = 0
-        if not self.is_main_process():  # process 0 alone writes the files
-            return
-        write_json_atomic(self._progress, {"epoch": epoch, "step": step, "checkpoint": name})
-        if previous is not None:
-            self._remove(previous)
+
+        def switch() -> None:  # once the backup is complete on disk
+            record = {"epoch": epoch, "step": step, "checkpoint": name}
+            write_json_atomic(self._progress, record)
+            if previous is not None:
+                self._remove(previous)
+
+        # Every process saves (a collective); process 0 alone switches the record, once
+        # the backup is on disk (with orbax, in the background while training goes on).
+        save(
+            self.model,
+            os.path.join(self.backup_dir, name),
+            backend=self.backend,
+            asynchronous=self.backend == "orbax",
+            on_done=switch if self.is_main_process() else None,
+        )
 
     def _remove(self, name: str) -> None:
         """Remove backup `name` if it is one of our saves; warn and keep it otherwise."""
@@ -176,9 +197,11 @@ class BackupAndRestore(Callback):
             )
 
     def on_train_end(self, logs: Logs | None = None) -> None:
+        wait_for_saves()  # a backup still being written completes (or raises) first
         if not self.delete_checkpoint:
             if self._done is not None:
                 self._backup(self._done, 0)
+                wait_for_saves()
             return
         if self.is_main_process():
             if os.path.lexists(self._progress):

@@ -8,6 +8,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
+from .._checkpoint import BACKENDS, save, wait_for_saves
 from ._callback import Callback, Logs
 from ._files import check_writable
 from ._monitor import Monitor
@@ -26,6 +27,10 @@ class ModelCheckpoint(Callback):
     `initial_value_threshold` if given). `save_weights_only` saves the network's parameters
     and states (`net_params`, `net_states`) rather than all the states.
 
+    `backend="orbax"` saves through orbax-checkpoint (each process its own shards), in the
+    background: training goes on while a save is written; the next save and the end of
+    the fit wait for it, and raise its error if it failed.
+
     Each save is a `model.save` directory (load it with `model.load`) whose manifest's
     metadata records `epoch` (counted from 1; after an epoch-end save, the
     `initial_epoch` to resume from), `batch` (for step-wise saves) and the logs.
@@ -43,8 +48,14 @@ class ModelCheckpoint(Callback):
         mode: str = "auto",
         save_freq: int | str = "epoch",
         initial_value_threshold: float | None = None,
+        backend: str = "native",
     ):
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"ModelCheckpoint: backend must be one of {BACKENDS}, got {backend!r}."
+            )
+        self.backend = backend
         self.filepath = os.fspath(filepath)
         self.fields = _fields(self.filepath)
         if save_freq != "epoch" and (
@@ -102,9 +113,17 @@ class ModelCheckpoint(Callback):
         if self.verbose and self.is_main_process():
             print(f"Epoch {epoch + 1}: saving the model to {path}")
         metadata = {"epoch": epoch + 1, "batch": None if batch is None else batch + 1}
-        self.model.save(
-            path, weights_only=self.save_weights_only, metadata={**metadata, "logs": values}
+        save(
+            self.model,
+            path,
+            weights_only=self.save_weights_only,
+            metadata={**metadata, "logs": values},
+            backend=self.backend,
+            asynchronous=self.backend == "orbax",
         )
+
+    def on_train_end(self, logs: Logs | None = None) -> None:
+        wait_for_saves()  # the fit ends once its last save is on disk
 
     def format_path(self, epoch: int, batch: int | None, logs: Mapping[str, Any]) -> str:
         """`filepath` with its fields filled from the epoch (from 1), batch and logs."""
