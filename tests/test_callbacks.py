@@ -713,3 +713,53 @@ def test_progbar_without_a_terminal_prints_one_line_per_epoch(
 def test_progbar_bad_input() -> None:
     with pytest.raises(ValueError, match="refresh_per_second must be > 0, got 0"):
         ProgbarLogger(refresh_per_second=0)
+
+
+def test_model_checkpoint_must_beat_initial_value_threshold(
+    model: elegy.Model, tmp_path: Path
+) -> None:
+    losses = _fit(model, [], epochs=3).history["loss"]
+    assert losses[0] > losses[1] > losses[2]
+    model.reset()
+    saver = ModelCheckpoint(
+        tmp_path / "e{epoch}",
+        monitor="loss",
+        save_best_only=True,
+        initial_value_threshold=(losses[1] + losses[2]) / 2,
+    )
+    _fit(model, [saver], epochs=3)
+    assert os.listdir(tmp_path) == ["e3"]  # the first two epochs do not beat the threshold
+
+
+class _Normed(eqx.Module):
+    """A module with state (BatchNorm's running statistics change at every step)."""
+
+    linear: eqx.nn.Linear
+    norm: eqx.nn.BatchNorm
+
+    def __init__(self, key: Any) -> None:
+        self.linear = eqx.nn.Linear(4, 3, key=key)
+        self.norm = eqx.nn.BatchNorm(3, axis_name="batch", mode="ema")
+
+    def __call__(self, x: Any, state: Any) -> Any:
+        return self.norm(self.linear(x), state)
+
+
+def test_early_stopping_restores_the_best_epochs_net_states() -> None:
+    model = elegy.Model(
+        module=_Normed(jax.random.key(0)),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    seen: dict[int, list[np.ndarray]] = {}
+
+    def keep(epoch: int, logs: Any) -> None:
+        seen[epoch] = [np.array(leaf) for leaf in jax.tree.leaves(model.states.net_states)]
+
+    # The loss falls, so with mode="max" epoch 0 is the best; training stops at epoch 1.
+    stopper = EarlyStopping(monitor="loss", mode="max", patience=1, restore_best_weights=True)
+    assert _fit(model, [LambdaCallback(on_epoch_end=keep), stopper], epochs=5).epoch == [0, 1]
+    final = [np.array(leaf) for leaf in jax.tree.leaves(model.states.net_states)]
+    assert final and any(not np.array_equal(a, b) for a, b in zip(seen[0], seen[1], strict=True))
+    for a, b in zip(final, seen[0], strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -500,3 +500,58 @@ def test_prefetch_moves_batches_to_the_device_on_an_accelerator(
     values = [c.batch[0] for c in stream]
     assert all(isinstance(v, jax.Array) for v in values)
     assert [float(v[0]) for v in values] == [0.0, 1.0, 2.0]
+
+
+class _Ids(elegy.Model):
+    """Logs the first value of each batch: with x holding example (or batch) ids, the
+    order in which the loop reads the data."""
+
+    def train_step(self, x, states) -> elegy.TrainStep:
+        return {"id": x[0, 0]}, states
+
+
+def _orders(x: Any, epochs: int = 3, **kwargs: Any) -> list[list[int]]:
+    orders: list[list[int]] = []
+
+    class Record(elegy.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            orders.append([])
+
+        def on_train_batch_end(self, batch, logs=None):
+            orders[-1].append(int(logs["id"]))
+
+    _Ids(seed=kwargs.pop("seed", 0)).fit(
+        x, epochs=epochs, verbose=0, callbacks=[Record()], **kwargs
+    )
+    return orders
+
+
+def _check_shuffled(orders: list[list[int]], n: int) -> None:
+    for order in orders:
+        assert sorted(order) == list(range(n))  # every example once per epoch
+    assert orders[0] != list(range(n))
+    assert len({tuple(order) for order in orders}) == len(orders)  # a new order each epoch
+
+
+def test_array_shuffling_is_new_each_epoch_and_a_function_of_seed_and_epoch() -> None:
+    x = np.arange(12, dtype=np.float32)[:, None]
+    orders = _orders(x, batch_size=1, shuffle=True)
+    _check_shuffled(orders, 12)
+    assert _orders(x, batch_size=1, shuffle=True) == orders
+    assert _orders(x, batch_size=1, shuffle=True, seed=5) != orders
+    assert _orders(x, epochs=2, batch_size=1, shuffle=True, initial_epoch=1) == orders[1:2]
+    assert _orders(x, batch_size=1, shuffle=False) == [list(range(12))] * 3
+
+
+class _IdBatches(data.Sequence):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return np.full((2, 1), index, np.float32)
+
+
+def test_sequence_shuffle_permutes_its_batches_each_epoch() -> None:
+    orders = _orders(_IdBatches(), shuffle=True)
+    _check_shuffled(orders, 8)
+    assert _orders(_IdBatches(), shuffle=False) == [list(range(8))] * 3
