@@ -763,3 +763,27 @@ def test_early_stopping_restores_the_best_epochs_net_states() -> None:
     assert final and any(not np.array_equal(a, b) for a, b in zip(seen[0], seen[1], strict=True))
     for a, b in zip(final, seen[0], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _poison(epochs: set[int]) -> LambdaCallback:
+    """Makes the loss NaN in the logs of `epochs` (for the callbacks after it)."""
+
+    def poison(epoch: int, logs: Any) -> None:
+        if epoch in epochs:
+            logs["loss"] = float("nan")
+
+    return LambdaCallback(on_epoch_end=poison)
+
+
+def test_early_stopping_does_not_stop_at_a_nan_first_epoch(model: elegy.Model) -> None:
+    # The first epoch that counts never stops training; a NaN never improves, so the first
+    # finite loss after it is the best so far, and the falling loss never stops training.
+    stopper = EarlyStopping(monitor="loss", patience=1)
+    history = _fit(model, [_poison({0}), stopper], epochs=4)
+    assert history.epoch == [0, 1, 2, 3]
+    assert (stopper.stopped_epoch, stopper.best_epoch) == (None, 3)
+    # Only NaN: patience runs out at the second epoch.
+    model.reset()
+    stopper = EarlyStopping(monitor="loss", patience=1)
+    assert _fit(model, [_poison(set(range(4))), stopper], epochs=4).epoch == [0, 1]
+    assert stopper.stopped_epoch == 1
