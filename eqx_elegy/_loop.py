@@ -31,6 +31,7 @@ from ._jit import (
 from ._states import States
 from ._steps import require_predictor
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
+from .callbacks._callback import as_callbacks
 from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, is_source, prefetch
 
 if TYPE_CHECKING:
@@ -130,11 +131,27 @@ def _check_labels(y: Any) -> None:
             )
 
 
-def _check_source_labels(model: Model, data: DataAdapter, method: str) -> None:
-    """The default steps need labels; a source whose batches have none fails here rather
-    than inside the traced loss."""
-    custom = model._overridden() & {"train_step", "grad_step", "test_step"}
-    if not custom and data.first_batch()[1] is None:
+# The steps that decide whether fit / evaluate need labels: with one of them overridden,
+# the user's code may do without (as in Keras, where a custom step may ignore y).
+_LABELLED_BY = {
+    "fit": {"train_step", "grad_step", "test_step"},
+    "evaluate": {"test_step"},
+}
+
+
+def _check_has_labels(model: Model, data: DataAdapter, method: str) -> None:
+    """The default steps need labels: data without them fails here, naming what to pass,
+    rather than inside the traced loss. A model whose own step needs none is fine."""
+    if model._overridden() & _LABELLED_BY[method]:
+        return
+    if isinstance(data, ArrayAdapter):
+        if data.y is None:
+            raise ValueError(
+                f"{method} needs labels: pass y (or a data source that yields (x, y) "
+                f"batches), or override test_step{'/train_step' if method == 'fit' else ''} "
+                "to run without them."
+            )
+    elif data.first_batch()[1] is None:
         raise ValueError(
             f"{method} needs labels, but the data source yields batches without y: yield "
             "(x, y) or (x, y, sample_weight), or override test_step."
@@ -142,14 +159,26 @@ def _check_source_labels(model: Model, data: DataAdapter, method: str) -> None:
 
 
 def _unpack(data: Any, argument: str) -> tuple[Any, Any, Any]:
-    if isinstance(data, tuple) and len(data) in (2, 3):
+    """`(x, y)` or `(x, y, sample_weight)` (a list works too, as in Keras)."""
+    if isinstance(data, tuple | list) and len(data) in (2, 3):
         x, y, *rest = data
         return x, y, rest[0] if rest else None
-    got = f"a tuple of {len(data)}" if isinstance(data, tuple) else type(data).__name__
+    got = (
+        f"a {type(data).__name__} of {len(data)}"
+        if isinstance(data, tuple | list)
+        else type(data).__name__
+    )
     raise TypeError(
         f"{argument} must be a tuple (x, y) or (x, y, sample_weight) of arrays, or a data "
         f"source (a generator, iterable or Sequence of batches); got {got}."
     )
+
+
+def _steps_shown(steps: int | None, data: DataAdapter) -> int | None:
+    """The steps a pass will run, for the progress bar: `steps`, but no more than the
+    batches of arrays or a Sequence (a pass reads them once)."""
+    available = data.num_batches()
+    return available if steps is None or available is None else min(steps, available)
 
 
 def _steps_per_execution(model: Model, value: int | None) -> int:
@@ -192,12 +221,14 @@ class _DeferredInterrupt:
 # ---------------------------------------------------------------------------- loops
 
 
-def _default_callbacks(verbose: int, callbacks: Sequence[Callback] | None) -> list[Callback]:
-    """The progress bar when `verbose`, unless the user passed their own ProgbarLogger."""
+def _with_defaults(verbose: int, callbacks: Any) -> list[Callback]:
+    """The user's callbacks, after the progress bar when `verbose` (unless they passed
+    their own ProgbarLogger)."""
     _check_int("verbose", verbose, 0, allow_none=False)
-    if not verbose or any(isinstance(cb, ProgbarLogger) for cb in callbacks or ()):
-        return []
-    return [ProgbarLogger()]
+    given = as_callbacks(callbacks)
+    if not verbose or any(isinstance(cb, ProgbarLogger) for cb in given):
+        return given
+    return [ProgbarLogger(), *given]
 
 
 def _owned(states: Any) -> Any:
@@ -272,12 +303,22 @@ def _first_steps(chunks: Iterator[Chunk], steps: int) -> Iterator[Chunk]:
 
 
 def _warn_ran_out(epoch: int, step: int, steps: int | None) -> None:
-    warnings.warn(
-        f"The training data ran out in epoch {epoch} after {step} of {steps} steps, so fit "
-        "stopped there. A generator is read once, across epochs: it must yield "
-        "steps_per_epoch batches for every epoch (steps_per_epoch * epochs in all).",
-        stacklevel=4,
-    )
+    if steps is None:  # a finite one-pass source, read to its end by the first epoch
+        message = (
+            f"The training data ran out: it gave no batch for epoch {epoch}, so fit stopped "
+            f"after epoch {epoch - 1}. A generator or iterator is read once; without "
+            "steps_per_epoch the first epoch reads it to the end (as in Keras). To train "
+            "for more epochs, pass a source that can be read again (a list of (x, y) "
+            "batches, a Sequence, a grain dataset), or a generator that yields "
+            "steps_per_epoch batches for every epoch, with steps_per_epoch."
+        )
+    else:
+        message = (
+            f"The training data ran out in epoch {epoch} after {step} of {steps} steps, so "
+            "fit stopped there. A generator is read once, across epochs: it must yield "
+            "steps_per_epoch batches for every epoch (steps_per_epoch * epochs in all)."
+        )
+    warnings.warn(message, stacklevel=4)
 
 
 def _counter(epoch: int, step: int) -> np.ndarray:
@@ -410,7 +451,11 @@ def _run_test(
 
 
 def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: Any) -> States:
-    """`Model.init`: initialise the states from the first batch of `x` (and `y`)."""
+    """`Model.init`: initialise the states from the first batch of `x` (and `y`). A model
+    that is already initialised is left as it is (Elegy's `init`): its states are
+    returned unchanged; `reset()` first to start over."""
+    if model.initialized:
+        return model.states
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
@@ -425,7 +470,7 @@ def fit(
     batch_size: int | None,
     epochs: int,
     verbose: int,
-    callbacks: Sequence[Callback] | None,
+    callbacks: Callback | Sequence[Callback] | None,
     validation_split: float,
     validation_data: Any,
     shuffle: bool,
@@ -457,6 +502,7 @@ def fit(
     if validation_split and validation_data is not None:
         raise ValueError("Pass either validation_split or validation_data, not both.")
     spe = _steps_per_execution(model, steps_per_execution)
+    given = _with_defaults(verbose, callbacks)
     train = adapter_for(
         x,
         y,
@@ -466,20 +512,11 @@ def fit(
         shuffle=shuffle,
         seed=model.seed,
         drop_remaining=drop_remaining,
-        repeated=True,
         steps_name="steps_per_epoch",
     )
+    _check_has_labels(model, train, "fit")
     if isinstance(train, ArrayAdapter):
-        # Like Keras, fit(x) alone is fine when the user's own steps need no labels.
-        custom = model._overridden() & {"train_step", "grad_step", "test_step"}
-        if train.y is None and not custom:
-            raise ValueError(
-                "fit needs labels: pass y (or a data source that yields (x, y) batches), "
-                "or override test_step/train_step to train without them."
-            )
         _check_labels(train.y)
-    else:
-        _check_source_labels(model, train, "fit")
     val: DataAdapter | None = None
     if validation_split:
         if not isinstance(train, ArrayAdapter):
@@ -512,9 +549,9 @@ def fit(
     history = History()
     run = engine(model)
     run.history = history
-    steps = steps_per_epoch or train.num_batches()
+    steps = _steps_shown(steps_per_epoch, train)
     cbs = CallbackList(
-        [history, *_default_callbacks(verbose, callbacks), *(callbacks or [])],
+        [history, *given],
         model,
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
@@ -603,7 +640,7 @@ def evaluate(
     verbose: int,
     sample_weight: Any,
     steps: int | None,
-    callbacks: Sequence[Callback] | None,
+    callbacks: Callback | Sequence[Callback] | None,
     steps_per_execution: int | None,
 ) -> dict[str, float]:
     """`Model.evaluate`: the logs over the data; the model's states are not changed."""
@@ -611,16 +648,13 @@ def evaluate(
     _check_int("steps", steps, 1)
     spe = _steps_per_execution(model, steps_per_execution)
     data = adapter_for(x, y, sample_weight, batch_size=batch_size, steps=steps)
-    if isinstance(data, ArrayAdapter) and data.y is None:
-        raise ValueError("evaluate needs labels: pass y (or a source that yields (x, y) batches).")
+    _check_has_labels(model, data, "evaluate")
     if isinstance(data, ArrayAdapter):
         _check_labels(data.y)
-    else:
-        _check_source_labels(model, data, "evaluate")
     cbs = CallbackList(
-        [*_default_callbacks(verbose, callbacks), *(callbacks or [])],
+        _with_defaults(verbose, callbacks),
         model,
-        {"steps": steps or data.num_batches(), "verbose": verbose},
+        {"steps": _steps_shown(steps, data), "verbose": verbose},
     )
     run = engine(model)
     if not model.initialized:
@@ -635,7 +669,7 @@ def predict(
     batch_size: int | None,
     verbose: int,
     steps: int | None,
-    callbacks: Sequence[Callback] | None,
+    callbacks: Callback | Sequence[Callback] | None,
     steps_per_execution: int | None,
 ) -> Any:
     """`Model.predict`: the predictions for every example, concatenated on the host."""
@@ -645,9 +679,9 @@ def predict(
     spe = _steps_per_execution(model, steps_per_execution)
     data = adapter_for(x, batch_size=batch_size, steps=steps)
     cbs = CallbackList(
-        [*_default_callbacks(verbose, callbacks), *(callbacks or [])],
+        _with_defaults(verbose, callbacks),
         model,
-        {"steps": steps or data.num_batches(), "verbose": verbose},
+        {"steps": _steps_shown(steps, data), "verbose": verbose},
     )
     if not model.initialized:
         engine(model).initialize(data.first_batch(), None)

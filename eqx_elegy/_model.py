@@ -434,11 +434,15 @@ class Model(eqx.Module):
         sample_weight: Any = None,
         class_weight: dict[int, float] | None = None,
     ) -> States:
-        """Initialise the states from a batch of data; updates `self.states` and returns it."""
+        """Initialise the states from a batch of data; updates `self.states` and returns it.
+        On a model that is already initialised (by `init`, `fit`, `load`, ...) it changes
+        nothing and returns the current states, as Elegy's `init` does; `reset()` first to
+        start over."""
         return _loop.init_model(self, x, y, sample_weight, class_weight)
 
     def reset(self) -> None:
-        """Return the model to the states of a fresh model (`states_step`)."""
+        """Start over: the model gets the states of a fresh model (`states_step`) and is
+        no longer initialised, so the next `init`/`fit` initialises it again."""
         engine(self).commit(self.states_step(), initialized=False)
 
     def fit(
@@ -448,7 +452,7 @@ class Model(eqx.Module):
         batch_size: int | None = None,
         epochs: int = 1,
         verbose: int = 1,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         validation_split: float = 0.0,
         validation_data: Any = None,
         shuffle: bool = True,
@@ -497,7 +501,7 @@ class Model(eqx.Module):
         verbose: int = 1,
         sample_weight: Any = None,
         steps: int | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
     ) -> dict[str, float]:
         """Loss and metrics over the data with the current states (not changed)."""
@@ -519,7 +523,7 @@ class Model(eqx.Module):
         batch_size: int | None = None,
         verbose: int = 0,
         steps: int | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
     ) -> np.ndarray:
         """Predictions for every example of `x`, concatenated along the batch axis: a numpy

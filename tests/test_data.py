@@ -356,11 +356,7 @@ def test_keyboard_interrupt_leaves_no_thread() -> None:
     assert live_threads() == []
 
 
-def test_infinite_generator_needs_steps_per_epoch() -> None:
-    source = cycle()
-    with pytest.raises(ValueError, match="x is a generator.*pass steps_per_epoch"):
-        mlp_model().fit(source, epochs=2, verbose=0)
-    np.testing.assert_array_equal(next(source)[0], X[:BATCH])  # nothing was consumed
+def test_infinite_sources_need_steps() -> None:
     with pytest.raises(ValueError, match="x is infinite .* pass steps_per_epoch"):
         mlp_model().fit(grain_map().repeat(None), verbose=0)
     with pytest.raises(ValueError, match="validation_data is a generator.*validation_steps"):
@@ -555,3 +551,60 @@ def test_sequence_shuffle_permutes_its_batches_each_epoch() -> None:
     orders = _orders(_IdBatches(), shuffle=True)
     _check_shuffled(orders, 8)
     assert _orders(_IdBatches(), shuffle=False) == [list(range(8))] * 3
+
+
+def test_finite_generator_without_steps_per_epoch_is_read_to_its_end() -> None:
+    # Keras: the epoch ends when the generator runs out.
+    model = mlp_model()
+    history = model.fit((batch for batch in batch_list()), epochs=1, verbose=0)
+    assert history.epoch == [0]
+    trained = params(model)
+    model = mlp_model()
+    model.fit(X, Y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    assert_same(trained, params(model))  # all 8 batches, once
+    # A later epoch that gets no batch stops training, with a warning that says why.
+    model = mlp_model()
+    message = "gave no batch for epoch 1, so fit stopped after epoch 0"
+    with pytest.warns(UserWarning, match=message):
+        history = model.fit(iter(batch_list()), epochs=3, verbose=0)
+    assert history.epoch == [0]
+    assert_same(trained, params(model))
+
+
+def test_a_list_of_batches_is_a_source() -> None:
+    model = mlp_model()
+    history = model.fit(batch_list(), epochs=2, validation_data=batch_list()[:2], verbose=0)
+    assert len(history.history["val_loss"]) == 2
+    trained = params(model)
+    logs = model.evaluate(batch_list(), verbose=0)
+    predictions = model.predict(batch_list())
+    model = mlp_model()
+    reference = model.fit(
+        X, Y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+        validation_data=(X[:64], Y[:64]), validation_batch_size=BATCH,
+    )  # fmt: skip
+    assert_same(trained, params(model))  # a pass over the list each epoch, in order
+    for name, values in reference.history.items():
+        assert history.history[name] == pytest.approx(values, abs=1e-6)
+    assert logs == pytest.approx(model.evaluate(X, Y, batch_size=BATCH, verbose=0), abs=1e-6)
+    np.testing.assert_allclose(predictions, model.predict(X), atol=1e-6)
+    # With y given, a list of tuples is a pytree of inputs, as before.
+    assert data.is_source(batch_list()) and not data.is_source(batch_list(), Y)
+
+
+def test_steps_beyond_the_batches_of_arrays_or_a_sequence_warn() -> None:
+    steps: list[int] = []
+    count = elegy.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: steps.append(b))
+    message = (
+        r"steps_per_epoch=100 is more than the 8 batches of x \(256 examples in batches of "
+        r"32\). An epoch reads x once, so it runs 8 steps"
+    )
+    with pytest.warns(UserWarning, match=message):
+        mlp_model().fit(X, Y, batch_size=BATCH, epochs=2, steps_per_epoch=100, callbacks=[count])
+    assert steps == [*range(8), *range(8)]
+    with pytest.warns(
+        UserWarning, match=r"steps_per_epoch=10 is more than the 8 batches of x \(len\(x\) is 8\)"
+    ):
+        _orders(_IdBatches(), epochs=1, steps_per_epoch=10)
+    with pytest.warns(UserWarning, match=r"steps=9 is more than the 8 batches of x"):
+        mlp_model().evaluate(X, Y, batch_size=BATCH, steps=9, verbose=0)

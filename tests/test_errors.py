@@ -60,6 +60,26 @@ def assert_unchanged(model, before):
             r"x has 64 examples but sample_weight has 10",
         ),
         (
+            dict(x=X.tolist(), y=Y),
+            TypeError,
+            r"x is a Python list of numbers \(x\[0\]\[0\] is 0\.0\), but a list or tuple in x "
+            r"is read as a pytree of separate arrays \(one per input\)\. Convert it to one "
+            r"array first: x=np.asarray\(...\)",
+        ),
+        (dict(x=X, y=Y.tolist()), TypeError, r"y is a Python list of numbers \(y\[0\] is 0\)"),
+        (
+            dict(x=X, y=Y, callbacks=elegy.callbacks.TerminateOnNaN),
+            TypeError,
+            r"callbacks is the class TerminateOnNaN, not a callback: pass an instance, e\.g\. "
+            r"callbacks=\[TerminateOnNaN\(\)\]",
+        ),
+        (
+            dict(x=X, y=Y, callbacks=[elegy.callbacks.History(), print]),
+            TypeError,
+            r"callbacks\[1\] is builtin_function_or_method <built-in function print>, not an "
+            r"elegy.callbacks.Callback: pass a list of callbacks.*wrap it in LambdaCallback",
+        ),
+        (
             dict(x={"a": X, "b": X[:10]}, y=Y),
             ValueError,
             r"The arrays in x have different lengths \[10, 64\]",
@@ -129,3 +149,20 @@ def test_evaluate_needs_labels():
 def test_bad_verbose():
     with pytest.raises(ValueError, match=r"verbose must be >= 0"):
         mlp_model().fit(X, Y, verbose=-1)
+
+
+def test_a_single_callback_needs_no_list():
+    # Keras 3 takes one callback as it takes a list of them.
+    epochs = []
+    model = mlp_model()
+    model.fit(
+        X, Y, epochs=2, verbose=0,
+        callbacks=elegy.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e)),
+    )  # fmt: skip
+    assert epochs == [0, 1]
+    model.evaluate(X, Y, verbose=0, callbacks=elegy.callbacks.TerminateOnNaN())
+
+
+def test_validation_data_may_be_a_list():
+    history = mlp_model().fit(X, Y, epochs=1, validation_data=[X, Y], verbose=0)
+    assert "val_loss" in history.history

@@ -32,7 +32,24 @@ def _canonical(value: Any, argument: str) -> Any:
         dtype = jax.dtypes.canonicalize_dtype(array.dtype)
         return array if array.dtype == dtype else array.astype(dtype)
 
-    return None if value is None else jax.tree.map(convert, value)
+    if value is None:
+        return None
+    _check_no_listed_numbers(value, argument)
+    return jax.tree.map(convert, value)
+
+
+def _check_no_listed_numbers(value: Any, argument: str) -> None:
+    """A (nested) Python list of numbers is not an array here: a list or tuple is a pytree
+    of separate arrays (several inputs), so each number would be an input of its own."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(value):
+        listed = any(isinstance(key, jax.tree_util.SequenceKey) for key in path)
+        if listed and isinstance(leaf, int | float | complex | np.generic):
+            raise TypeError(
+                f"{argument} is a Python list of numbers ({argument}"
+                f"{jax.tree_util.keystr(path)} is {leaf!r}), but a list or tuple in "
+                f"{argument} is read as a pytree of separate arrays (one per input). "
+                f"Convert it to one array first: {argument}=np.asarray(...)."
+            )
 
 
 def _length(value: Any, argument: str) -> int | None:
