@@ -554,22 +554,26 @@ def compile_training(model: Model, steps: JitSteps, layout: Layout) -> Compiled:
 
 
 class _Carried(NamedTuple):
-    """Which leaves of the states an evaluation step changes, and the layout of the
-    `Carry` that holds them (after the counter)."""
+    """Which leaves of the states an evaluation step changes, the layout of the `Carry`
+    that holds them (after the counter), and `step`: the step as traced to find them."""
 
     indices: tuple[int, ...]
     layout: Layout
+    step: Callable[..., tuple[Any, States]]
 
 
 def _carried(
     fn: Callable[..., tuple[Any, States]], layout: Layout, buffers: list[Any], args: tuple[Any, ...]
 ) -> _Carried:
     """The leaves of the states that `fn(states, *args)` changes: found by tracing it
-    once, abstractly, and checking which leaves it passes through untouched."""
-    found: list[_Carried] = []
+    once, abstractly, and checking which leaves it passes through untouched.
 
-    def probe(buffers: list[Any], *args: Any) -> Any:
-        leaves = _unpack(layout, buffers)
+    That trace is kept: the returned `step` replays it for arguments of the same shapes
+    and dtypes (and calls `fn` for others), so that compiling the evaluation does not run
+    the step's Python code a second time (once per compilation, DESIGN §9)."""
+    found: list[tuple[tuple[int, ...], Layout]] = []
+
+    def traced(leaves: list[Any], *args: Any) -> Any:
         out, new = fn(jax.tree.unflatten(layout.treedef, leaves), *args)
         new_leaves, treedef = jax.tree.flatten(new)
         if treedef != layout.treedef:  # the step's own trace raises the clear error
@@ -579,11 +583,27 @@ def _carried(
         )
         counter = args[-1]
         carried = flatten_states([counter, *(leaves[i] for i in indices)], pack=layout.packed)[1]
-        found.append(_Carried(indices, carried))
-        return out
+        found.append((indices, carried))
+        return out, new
 
-    jax.eval_shape(probe, buffers, *args)
-    return found[0]
+    leaves = jax.eval_shape(functools.partial(_unpack, layout), buffers)
+    closed, shapes = jax.make_jaxpr(traced, return_shape=True)(leaves, *args)
+    in_tree = jax.tree.structure((leaves, *args))
+    out_tree = jax.tree.structure(shapes)
+    types = [(a.shape, a.dtype) for a in closed.in_avals]
+
+    def step(states: States, *args: Any) -> tuple[Any, States]:
+        flat, tree = jax.tree.flatten((jax.tree.leaves(states), *args))
+        if tree != in_tree or [_type(a) for a in flat] != types:
+            return fn(states, *args)
+        return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *flat))
+
+    return _Carried(*found[0], step)
+
+
+def _type(value: Any) -> tuple[tuple[int, ...], Any]:
+    aval = jax.typeof(value)
+    return aval.shape, aval.dtype
 
 
 def carried_leaves(
@@ -601,8 +621,7 @@ def compile_evaluation(
 ) -> Evaluation:
     """The compiled `test_step` or `pred_step` (`name`) of `model` for states of the given
     layout, carrying the leaves `carried` names."""
-    fn = _counted(steps.test if name == "test_step" else steps.pred, name)
-    return _evaluation(model, steps.jit, fn, layout, name, carried)
+    return _evaluation(model, steps.jit, carried.step, layout, name, carried)
 
 
 def _evaluation(

@@ -164,9 +164,19 @@ class Model(eqx.Module):
     def _call_default(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Run the default implementation of step `name`: positional arguments bind in its
         parameter order, injectable names it does not use are ignored, and those not given
-        are None (`initializing` and `training`: False)."""
+        are None (`initializing` and `training`: False). More positional arguments than
+        it has parameters, or one given twice, is a TypeError (as for any Python call)."""
         default = getattr(self, f"_default_{name}")
         params = inspect.signature(default).parameters
+        owner = f"{type(self).__name__}.{name}"
+        if len(args) > len(params):
+            raise TypeError(
+                f"{owner} takes at most {len(params)} positional arguments "
+                f"({', '.join(params)}) but {len(args)} were given; pass the others by name."
+            )
+        for k in list(params)[: len(args)]:
+            if k in kwargs:
+                raise TypeError(f"{owner} got multiple values for {k!r}: by position and by name.")
         bound: dict[str, Any] = {
             k: False if k in ("initializing", "training") else None for k in params
         }

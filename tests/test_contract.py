@@ -92,3 +92,62 @@ def test_evaluate_without_labels_needs_a_test_step_that_needs_none():
     model.fit(X, verbose=0)
     with pytest.raises(ValueError, match=r"evaluate needs labels.*override test_step"):
         model.evaluate(X, verbose=0)
+
+
+class Counting(elegy.Model):
+    """Counts the Python runs of its steps."""
+
+    calls: dict = eqx.field(static=True, default_factory=dict)
+
+    def pred_step(self, x, states, initializing, training) -> elegy.PredStep:
+        self.calls["pred_step"] = self.calls.get("pred_step", 0) + 1
+        return super().pred_step(x, states, initializing, training)
+
+    def test_step(
+        self, x, y_true, sample_weight, class_weight, states, initializing, training
+    ) -> elegy.TestStep:
+        self.calls["test_step"] = self.calls.get("test_step", 0) + 1
+        args = (x, y_true, sample_weight, class_weight, states, initializing, training)
+        return super().test_step(*args)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_evaluate_and_predict_run_the_step_code_once_per_compilation(steps_per_execution):
+    model = Counting(
+        module=eqx.nn.Linear(64, 10, key=jax.random.key(0)),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.sgd(0.1),
+        steps_per_execution=steps_per_execution,
+    )
+    model.init(X[:32], Y[:32])
+    for runs, call in (
+        # The default test_step calls pred_step: one Python run of each.
+        ({"test_step": 1, "pred_step": 1}, lambda: model.evaluate(X, Y, batch_size=32, verbose=0)),
+        ({"pred_step": 1}, lambda: model.predict(X, batch_size=32)),
+    ):
+        model.calls.clear()
+        with CountCompiles() as compiles:
+            first = call()
+        assert compiles.count >= 1 and model.calls == runs
+        model.calls.clear()
+        with CountCompiles() as compiles:
+            again = call()
+        assert (model.calls, compiles.count) == ({}, 0)
+        jax.tree.map(np.testing.assert_array_equal, first, again)
+
+
+def test_a_default_step_given_too_many_positional_arguments_raises():
+    model = mlp_model()
+    states = model.states_step()
+    x = jnp.asarray(X[:4])
+    with pytest.raises(
+        TypeError,
+        match=r"Model\.pred_step takes at most 4 positional arguments \(x, states, "
+        r"initializing, training\) but 5 were given",
+    ):
+        model.pred_step(x, states, False, False, "extra")
+    with pytest.raises(TypeError, match=r"Model\.test_step got multiple values for 'x'"):
+        model.test_step(x, x=x)
+    # Within the limit, arguments bind by position and the rest are None or False.
+    y_pred, _ = model.pred_step(x, states)
+    assert y_pred.shape == (4, 10)
