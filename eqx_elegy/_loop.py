@@ -28,6 +28,7 @@ from ._jit import (
     flatten_states_on_host,
     unflatten_states_on_host,
 )
+from ._preflight import check_sparse_labels, output_shapes
 from ._states import States
 from ._steps import require_predictor
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
@@ -122,12 +123,12 @@ def _class_weight(class_weight: Any) -> dict[int, np.float32] | None:
     return out
 
 
-def _check_labels(y: Any) -> None:
+def _check_labels(y: Any, name: str = "y") -> None:
     for leaf in jax.tree.leaves(y):
         if leaf.dtype.kind in "fc" and np.isnan(leaf).any():
             index = int(np.argwhere(np.isnan(leaf))[0][0])
             raise ValueError(
-                f"y contains NaN (first at example {index}); remove or fix those labels."
+                f"{name} contains NaN (first at example {index}); remove or fix those labels."
             )
 
 
@@ -156,6 +157,23 @@ def _check_has_labels(model: Model, data: DataAdapter, method: str) -> None:
             f"{method} needs labels, but the data source yields batches without y: yield "
             "(x, y) or (x, y, sample_weight), or override test_step."
         )
+
+
+def _check_arrays(model: Model, data: ArrayAdapter, x_name: str, y_name: str) -> None:
+    """Before anything compiles: the module takes a batch of `x`, and sparse labels are
+    class ids of its output (see `_preflight`)."""
+    y_pred = output_shapes(model, data.first_batch()[0], x_name)
+    check_sparse_labels(model, y_pred, data.y, y_name)
+
+
+def _check_validation(model: Model, val: DataAdapter) -> None:
+    """`validation_data` checked as the training data is, before the first epoch (a
+    source: its first batch's inputs only)."""
+    if isinstance(val, ArrayAdapter):
+        _check_labels(val.y, "validation_data y")
+        _check_arrays(model, val, "validation_data x", "validation_data y")
+    else:
+        output_shapes(model, val.first_batch()[0], "validation_data")
 
 
 def _unpack(data: Any, argument: str) -> tuple[Any, Any, Any]:
@@ -517,6 +535,7 @@ def fit(
     _check_has_labels(model, train, "fit")
     if isinstance(train, ArrayAdapter):
         _check_labels(train.y)
+        _check_arrays(model, train, "x", "y")
     val: DataAdapter | None = None
     if validation_split:
         if not isinstance(train, ArrayAdapter):
@@ -542,6 +561,8 @@ def fit(
             batch_size_name="validation_batch_size",
             steps_name="validation_steps",
         )
+    if val is not None and not validation_split:
+        _check_validation(model, val)
     cw = _class_weight(class_weight)
     if "train_step" not in model._overridden():
         model._optimizer_or_raise()
@@ -651,6 +672,7 @@ def evaluate(
     _check_has_labels(model, data, "evaluate")
     if isinstance(data, ArrayAdapter):
         _check_labels(data.y)
+        _check_arrays(model, data, "x", "y")
     cbs = CallbackList(
         _with_defaults(verbose, callbacks),
         model,

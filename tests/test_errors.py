@@ -6,10 +6,23 @@ import numpy as np
 import optax
 import pytest
 from helpers import CountCompiles, digits, mlp_model
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import eqx_elegy as elegy
 
 X, Y = digits(64)
+ONE_HOT = np.eye(10, dtype=np.float32)[Y]
+
+
+def labels(index, value, dtype=np.int32):
+    """Y as `dtype`, with `value` at example `index`."""
+    y = Y.astype(dtype)
+    y[index] = value
+    return y
+
+
+SPARSE = r"y holds the labels of the sparse categorical crossentropy 'sparse_categorical_crossentropy_loss', which must be class ids: integers in \[0, 10\) \(the output has 10 classes\), but y "
 
 
 def assert_unchanged(model, before):
@@ -80,6 +93,64 @@ def assert_unchanged(model, before):
             r"elegy.callbacks.Callback: pass a list of callbacks.*wrap it in LambdaCallback",
         ),
         (
+            dict(x=X, y=labels(5, 10)),
+            ValueError,
+            SPARSE + r"is 10 or more at example 5 \(10; 1 such labels\)",
+        ),
+        (dict(x=X, y=labels(7, -1)), ValueError, SPARSE + r"is negative at example 7"),
+        (
+            dict(x=X, y=labels(2, -(2**32) + 9, np.int64)),
+            ValueError,
+            r"y holds the integer -4294967287, which does not fit in int32: JAX runs without "
+            r"64-bit integers",
+        ),
+        (
+            dict(x=X, y=labels(3, np.inf, np.float32)),
+            ValueError,
+            SPARSE + r"is not finite at example 3 \(inf",
+        ),
+        (
+            dict(x=X, y=labels(4, 1.7, np.float32)),
+            ValueError,
+            SPARSE + r"is not an integer at example 4",
+        ),
+        (
+            dict(x=X, y=ONE_HOT),
+            ValueError,
+            SPARSE
+            + r"has shape \[64, 10\], the shape of the output: it looks one-hot\. Pass y\.argmax\(-1\), or use CategoricalCrossentropy",
+        ),
+        (
+            dict(x=X[:, :10], y=Y, batch_size=16),
+            ValueError,
+            r"The module cannot be applied to x: a batch of x is float32\[16, 10\], and the module failed on it with TypeError: .*dot_general.*\nPass x with the shape",
+        ),
+        (
+            dict(x=X, y=Y, validation_data=(X[:, :10], Y)),
+            ValueError,
+            r"The module cannot be applied to validation_data x: a batch of validation_data x is float32\[32, 10\]",
+        ),
+        (
+            dict(x=X, y=Y, validation_data=[(X[:8, :3], Y[:8])]),
+            ValueError,
+            r"The module cannot be applied to validation_data: a batch of validation_data is float32\[8, 3\]",
+        ),
+        (
+            dict(x=X, y=Y, validation_data=(X, ONE_HOT)),
+            ValueError,
+            r"validation_data y holds the labels .* it looks one-hot",
+        ),
+        (
+            dict(x=X, y=Y, validation_data=(X, labels(0, 12))),
+            ValueError,
+            r"validation_data y holds the labels .* is 10 or more at example 0",
+        ),
+        (
+            dict(x=X, y=Y, validation_data=(X, labels(0, np.nan, np.float32))),
+            ValueError,
+            r"validation_data y contains NaN \(first at example 0\)",
+        ),
+        (
             dict(x={"a": X, "b": X[:10]}, y=Y),
             ValueError,
             r"The arrays in x have different lengths \[10, 64\]",
@@ -92,6 +163,40 @@ def test_fit_bad_input(kwargs, error, pattern):
     with CountCompiles() as compiles, pytest.raises(error, match=pattern):
         model.fit(verbose=0, **kwargs)
     assert_unchanged(model, before)
+    assert compiles.count == 0
+
+
+def test_a_trained_model_is_unchanged_by_bad_labels_or_inputs():
+    model = mlp_model()
+    model.fit(X, Y, verbose=0)
+    before = model.states
+    for kwargs in (dict(y=labels(0, 10)), dict(x=X[:, :5]), dict(validation_data=(X[:, :5], Y))):
+        with CountCompiles() as compiles, pytest.raises(ValueError):
+            model.fit(**{"x": X, "y": Y, **kwargs}, verbose=0)
+        assert_unchanged(model, before)
+        assert compiles.count == 0 and model.initialized
+    for x, y in ((X, labels(1, -1)), (X, ONE_HOT), (X[:, :5], Y)):
+        with pytest.raises(ValueError, match=r"\by\b.*class ids|cannot be applied to x"):
+            model.evaluate(x, y, verbose=0)
+        assert_unchanged(model, before)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    index=st.integers(0, 63),
+    value=st.one_of(
+        st.integers(-(2**31), -1),
+        st.integers(10, 2**31 - 1),
+        st.floats(allow_nan=False, width=32).filter(lambda v: not (v.is_integer() and 0 <= v < 10)),
+    ),
+)
+def test_any_invalid_sparse_label_is_named(index, value):
+    # Every label that is not a class id of the 10 outputs is found, at its example,
+    # before anything compiles.
+    y = labels(index, value, np.float32 if isinstance(value, float) else np.int32)
+    model = mlp_model()
+    with CountCompiles() as compiles, pytest.raises(ValueError, match=rf"example {index} "):
+        model.evaluate(X, y, verbose=0)
     assert compiles.count == 0
 
 

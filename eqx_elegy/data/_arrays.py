@@ -30,12 +30,30 @@ def _canonical(value: Any, argument: str) -> Any:
         if array.ndim == 0:
             raise ValueError(f"{argument} must have a leading batch dimension; got a scalar.")
         dtype = jax.dtypes.canonicalize_dtype(array.dtype)
-        return array if array.dtype == dtype else array.astype(dtype)
+        if array.dtype == dtype:
+            return array
+        if array.dtype.kind in "iu" and array.size:
+            _check_fits(array, dtype, argument)
+        return array.astype(dtype)
 
     if value is None:
         return None
     _check_no_listed_numbers(value, argument)
     return jax.tree.map(convert, value)
+
+
+def _check_fits(array: np.ndarray, dtype: np.dtype, argument: str) -> None:
+    """Integers narrowed to JAX's dtype (int64 -> int32 without x64) must fit: numpy
+    would wrap them around, so a label of -4294967287 would become the class 9."""
+    info = np.iinfo(dtype)
+    low, high = array.min(), array.max()
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise ValueError(
+            f"{argument} holds the integer {bad}, which does not fit in {dtype}: JAX runs "
+            f"without 64-bit integers (unless jax_enable_x64 is set), so {argument} is "
+            f"converted to {dtype}. Keep its values in [{info.min}, {info.max}]."
+        )
 
 
 def _check_no_listed_numbers(value: Any, argument: str) -> None:
