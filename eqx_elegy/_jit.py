@@ -19,6 +19,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import jaxpr_as_fun
 
 from ._states import RNGSeq, States
 
@@ -591,12 +592,13 @@ def _carried(
     in_tree = jax.tree.structure((leaves, *args))
     out_tree = jax.tree.structure(shapes)
     types = [(a.shape, a.dtype) for a in closed.in_avals]
+    replay = jaxpr_as_fun(closed)
 
     def step(states: States, *args: Any) -> tuple[Any, States]:
         flat, tree = jax.tree.flatten((jax.tree.leaves(states), *args))
         if tree != in_tree or [_type(a) for a in flat] != types:
             return fn(states, *args)
-        return jax.tree.unflatten(out_tree, jax.core.eval_jaxpr(closed.jaxpr, closed.consts, *flat))
+        return jax.tree.unflatten(out_tree, replay(*flat))
 
     return _Carried(*found[0], step)
 
