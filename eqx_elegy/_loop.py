@@ -28,7 +28,7 @@ from ._jit import (
     flatten_states_on_host,
     unflatten_states_on_host,
 )
-from ._preflight import check_sparse_labels, output_shapes
+from ._preflight import check_checkpoint_fields, check_sparse_labels, output_shapes
 from ._states import States
 from ._steps import require_predictor
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
@@ -566,6 +566,7 @@ def fit(
     cw = _class_weight(class_weight)
     if "train_step" not in model._overridden():
         model._optimizer_or_raise()
+    check_checkpoint_fields(model, given, train.first_batch(), val is not None)
 
     history = History()
     run = engine(model)

@@ -11,6 +11,8 @@ What is checked, and when (docs/high-level-api.md says the same):
 - `x` and `validation_data` x: the module can be applied to a batch of them (with the
   default `pred_step` and a `module`); otherwise a ValueError naming the argument, its
   shape and the module's own error.
+- `ModelCheckpoint` filepaths: their format fields are logs the fit will produce (with
+  the default steps; `{batch}` only for step-wise saves).
 - Labels of a `SparseCategoricalCrossentropy` loss (arrays only; a streamed source is
   read batch by batch and not checked): finite, integral, in `[0, classes)` where
   `classes` is the size of the output's last axis, and not one-hot.
@@ -25,6 +27,7 @@ import numpy as np
 
 from ._engine import engine
 from ._losses_and_metrics import _select
+from .callbacks import Callback, ModelCheckpoint
 from .losses import SparseCategoricalCrossentropy
 
 if TYPE_CHECKING:
@@ -119,4 +122,46 @@ def _check_class_ids(labels: np.ndarray, output: tuple[int, ...], name: str, los
                 f"{what}, but {name} {problem} at example {example} ({flat[index].item()!r}; "
                 f"{int(bad.sum())} such labels). Fix or drop those examples; a label out "
                 "of range would otherwise train silently with a loss of 0."
+            )
+
+
+def check_checkpoint_fields(
+    model: Model, callbacks: list[Callback], batch: Any, validation: bool
+) -> None:
+    """A `ModelCheckpoint` whose `filepath` names a log the fit will not produce fails
+    here rather than when it first saves (after an epoch of training). The logs are those
+    of the default steps, found by abstract evaluation of `test_step` on `batch` (only
+    when some filepath has such a field, and not with a step of the user's own, whose
+    logs cannot be known before it runs)."""
+    checkpoints = [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
+    for cb in checkpoints:
+        if "batch" in cb.fields and cb.save_freq == "epoch":
+            raise ValueError(
+                f"ModelCheckpoint: filepath {cb.filepath!r} uses {{batch}}, but it saves at "
+                "the end of each epoch (save_freq='epoch'), where there is no batch: drop "
+                "{batch}, or pass save_freq=N to save every N steps."
+            )
+    fields = {f for cb in checkpoints for f in cb.fields} - {"epoch", "batch"}
+    if not fields or model._overridden() & {"train_step", "grad_step", "test_step"}:
+        return
+    x, y, sample_weight = batch
+    _, logs, _ = jax.eval_shape(
+        lambda states, x, y, sample_weight: model._default_test_step(
+            x, y, sample_weight, None, states, not model.initialized, True
+        ),
+        model.states,
+        x,
+        y,
+        sample_weight,
+    )
+    names = set(logs) | ({f"val_{name}" for name in logs} if validation else set())
+    for cb in checkpoints:
+        available = names | {"epoch"} | ({"batch"} if cb.save_freq != "epoch" else set())
+        if cb.save_freq != "epoch":  # batch logs: the training logs alone
+            available -= {f"val_{name}" for name in logs}
+        missing = [f for f in cb.fields if f not in available]
+        if missing:
+            raise ValueError(
+                f"ModelCheckpoint: filepath {cb.filepath!r} uses {{{missing[0]}}}, which is "
+                f"not a log of this fit; available: {', '.join(sorted(available))}."
             )

@@ -271,3 +271,32 @@ def test_a_single_callback_needs_no_list():
 def test_validation_data_may_be_a_list():
     history = mlp_model().fit(X, Y, epochs=1, validation_data=[X, Y], verbose=0)
     assert "val_loss" in history.history
+
+
+@pytest.mark.parametrize(
+    ("filepath", "save_freq", "validation", "pattern"),
+    [
+        ("c-{val_loss:.2f}", "epoch", False, r"uses \{val_loss\}, which is not a log of this fit"),
+        ("c-{acc}", "epoch", True, r"available: accuracy, epoch, loss, .*val_accuracy, val_loss"),
+        ("c-{val_loss}", 2, True, r"uses \{val_loss\}.*available: accuracy, batch, epoch, loss"),
+        ("c-{batch}", "epoch", False, r"uses \{batch\}, but it saves at the end of each epoch"),
+    ],
+)
+def test_checkpoint_fields_are_checked_before_the_first_step(
+    tmp_path, filepath, save_freq, validation, pattern
+):
+    model = mlp_model()
+    model.fit(X, Y, verbose=0)
+    before = model.states
+    saver = elegy.callbacks.ModelCheckpoint(tmp_path / filepath, save_freq=save_freq)
+    val = (X, Y) if validation else None
+    with CountCompiles() as compiles, pytest.raises(ValueError, match=pattern):
+        model.fit(X, Y, validation_data=val, callbacks=[saver], verbose=0)
+    assert_unchanged(model, before)
+    assert compiles.count == 0 and not list(tmp_path.iterdir())
+
+
+def test_checkpoint_fields_that_are_logs_pass(tmp_path):
+    saver = elegy.callbacks.ModelCheckpoint(tmp_path / "c{epoch}-{val_accuracy:.2f}-{loss:.1f}")
+    mlp_model().fit(X, Y, validation_data=(X, Y), callbacks=[saver], verbose=0)
+    assert len(list(tmp_path.iterdir())) == 1
