@@ -109,15 +109,15 @@ def _check_class_ids(labels: np.ndarray, output: tuple[int, ...], name: str, los
         raise ValueError(f"{what}, but {name} has dtype {labels.dtype}.")
     flat = labels.reshape(-1)
     problems = (
-        ("is not finite", ~np.isfinite(flat) if flat.dtype.kind == "f" else None),
-        ("is not an integer", (flat != np.round(flat)) if flat.dtype.kind == "f" else None),
+        ("is not finite", ~np.isfinite(flat)),
+        ("is not an integer", flat != np.round(flat)),
         ("is negative", flat < 0),
         (f"is {classes} or more", flat >= classes),
     )
     for problem, bad in problems:
-        if bad is not None and bad.any():
+        if bad.any():
             index = int(np.argmax(bad))
-            example = np.unravel_index(index, labels.shape)[0] if labels.ndim else 0
+            example = np.unravel_index(index, labels.shape)[0]
             raise ValueError(
                 f"{what}, but {name} {problem} at example {example} ({flat[index].item()!r}; "
                 f"{int(bad.sum())} such labels). Fix or drop those examples; a label out "

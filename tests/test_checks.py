@@ -52,11 +52,25 @@ def test_valid_class_ids_pass(labels):
 def test_invalid_class_ids_are_named(labels, message):
     with pytest.raises(ValueError, match=re.escape(WHAT + message + ". Fix or drop")):
         check(np.asarray(labels, np.float32 if isinstance(labels[0], float) else np.int32))
+    with pytest.raises(ValueError, match=re.escape("a loss of 0.") + "$"):
+        check(np.asarray(labels, np.float32 if isinstance(labels[0], float) else np.int32))
 
 
 def test_one_hot_labels_are_named():
-    with pytest.raises(ValueError, match=re.escape(WHAT + "has shape [4, 3], the shape")):
+    message = (
+        WHAT + "has shape [4, 3], the shape of the output: it looks one-hot. Pass "
+        "y.argmax(-1), or use CategoricalCrossentropy."
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         check(np.eye(3, dtype=np.float32)[[0, 1, 2, 0]])
+    with pytest.raises(ValueError, match=r"\(the output has 2 classes\), but y has shape \[4, 2\]"):
+        check(np.eye(2, dtype=np.float32)[[0, 1, 1, 0]], (32, 2))
+    # Outputs with more axes: the classes are on the last one.
+    with pytest.raises(ValueError, match=r"y has shape \[4, 5, 3\], the shape of the output"):
+        check(np.zeros((4, 5, 3), np.float32), (32, 5, 3))
+    with pytest.raises(ValueError, match=r"in \[0, 3\) .* y is 3 or more at example 2"):
+        check(np.array([[0] * 5, [2] * 5, [0, 0, 0, 0, 3]]), (32, 5, 3))
+    check(np.full((4, 5), 2), (32, 5, 3))
     check(np.zeros((4, 1), np.int32), (32, 1))  # one class: a single column is not one-hot
     check(np.zeros((4, 3), np.int32), (32,))  # no class axis: the loss says so itself
 
@@ -71,6 +85,10 @@ def test_narrowed_integers_must_fit():
     for value in (info.max + 1, info.min - 1):
         with pytest.raises(ValueError, match=rf"y holds the integer {value}, which does not fit"):
             _canonical(np.array([0, value], np.int64), "y")
+    with pytest.raises(
+        ValueError, match=rf"the integer {info.max + 1}, .* \[{info.min}, {info.max}\]\.$"
+    ):
+        _canonical(np.array([info.min, info.max + 1], np.int64), "y")
     for value in (info.max, info.min):
         assert _canonical(np.array([value], np.int64), "y")[0] == value
     assert _canonical(np.zeros(0, np.int64), "y").dtype == np.int32
@@ -99,7 +117,14 @@ def test_callbacks_argument():
         as_callbacks(3)
     with pytest.raises(TypeError, match=r"^callbacks\[0\] is str '" + "a" * 72 + r"\.\.\., not"):
         as_callbacks(["a" * 100])
-    with pytest.raises(TypeError, match=r"^callbacks\[0\] is str 'short', not"):
+    with pytest.raises(TypeError, match=r"^callbacks\[0\] is str '" + "b" * 74 + "', not"):
+        as_callbacks(["b" * 74])  # 80 characters: shown whole
+    message = (
+        "callbacks[0] is str 'short', not an elegy.callbacks.Callback: pass a list of "
+        "callbacks, e.g. callbacks=[EarlyStopping()]; to call a function, wrap it in "
+        "LambdaCallback (e.g. LambdaCallback(on_epoch_end=fn))."
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
         as_callbacks(["short"])
 
 
@@ -112,6 +137,24 @@ def test_a_list_of_batches():
     assert not is_batch_list([list(batch)])  # a list of lists is a pytree of inputs
     assert is_source([batch]) and not is_source([batch], np.zeros(1))
     assert not is_source([batch], None, np.zeros(1))
+    assert not is_source(np.zeros(3)) and not is_source({"a": np.zeros(3)})
+    assert is_source(iter([batch])) and is_source(elegy.data.ArrayAdapter(*batch))
+
+
+def test_array_arguments_name_themselves():
+    with pytest.raises(TypeError, match=r"^y must be an array or a pytree of arrays, got a string"):
+        _canonical("labels", "y")
+
+    class Opaque:
+        def __array__(self, *args, **kwargs):
+            raise RuntimeError("no array")
+
+    with pytest.raises(
+        TypeError, match=r"^y must .* type Opaque could not be converted \(no array"
+    ):
+        _canonical([Opaque()], "y")
+    with pytest.raises(ValueError, match=r"^y must have a leading batch dimension; got a scalar"):
+        _canonical(np.float32(1), "y")
 
 
 def test_steps_past_the_end_warn():
