@@ -42,7 +42,9 @@ from jaxtyping import Array, ArrayLike, PyTree
 from . import losses as losses_module
 from . import metrics as metrics_module
 from .losses import Loss, LossFunction
+from .losses._probabilistic import AutoCrossentropy
 from .metrics import MeanMetricWrapper, Metric
+from .metrics._loss_metrics import LossMean
 from .regularizers import Regularizer
 
 LossLike: TypeAlias = Loss | Regularizer | Callable[..., Any] | str
@@ -51,7 +53,9 @@ MetricLike: TypeAlias = Metric | Loss | Callable[..., Any] | str
 # outputs (from a list), str = a key of a dict of outputs (from a dict).
 Target: TypeAlias = int | str | None
 
-# Keras' string names (and aliases); an object built from a name is named by it.
+# Keras' string names (and aliases): `keras.losses.get` / `keras.metrics.get`, plus
+# `loss="crossentropy"` (or "ce"), which Keras' compile resolves from the shapes. A
+# name may also be given in upper case ("MSE") or as the class name ("Huber").
 _LOSS_NAMES: dict[str, type[Loss]] = {
     "mean_squared_error": losses_module.MeanSquaredError,
     "mse": losses_module.MeanSquaredError,
@@ -63,10 +67,27 @@ _LOSS_NAMES: dict[str, type[Loss]] = {
     "msle": losses_module.MeanSquaredLogarithmicError,
     "huber": losses_module.Huber,
     "huber_loss": losses_module.Huber,
+    "log_cosh": losses_module.LogCosh,
     "cosine_similarity": losses_module.CosineSimilarity,
     "binary_crossentropy": losses_module.BinaryCrossentropy,
+    "bce": losses_module.BinaryCrossentropy,
     "categorical_crossentropy": losses_module.CategoricalCrossentropy,
     "sparse_categorical_crossentropy": losses_module.SparseCategoricalCrossentropy,
+    "binary_focal_crossentropy": losses_module.BinaryFocalCrossentropy,
+    "categorical_focal_crossentropy": losses_module.CategoricalFocalCrossentropy,
+    "categorical_generalized_cross_entropy": losses_module.CategoricalGeneralizedCrossEntropy,
+    "kl_divergence": losses_module.KLDivergence,
+    "kld": losses_module.KLDivergence,
+    "poisson": losses_module.Poisson,
+    "hinge": losses_module.Hinge,
+    "squared_hinge": losses_module.SquaredHinge,
+    "categorical_hinge": losses_module.CategoricalHinge,
+    "dice": losses_module.Dice,
+    "tversky": losses_module.Tversky,
+    "circle": losses_module.Circle,
+    "ctc": losses_module.CTC,
+    "crossentropy": AutoCrossentropy,
+    "ce": AutoCrossentropy,
 }
 _METRIC_NAMES: dict[str, type[Metric]] = {
     "accuracy": metrics_module.Accuracy,
@@ -79,11 +100,45 @@ _METRIC_NAMES: dict[str, type[Metric]] = {
     "f1": metrics_module.F1,
     "f1_score": metrics_module.F1,
     "auc": metrics_module.AUC,
+    # Regression and probabilistic metrics.
     "mean_squared_error": metrics_module.MeanSquaredError,
     "mse": metrics_module.MeanSquaredError,
     "mean_absolute_error": metrics_module.MeanAbsoluteError,
     "mae": metrics_module.MeanAbsoluteError,
+    "mean_absolute_percentage_error": metrics_module.MeanAbsolutePercentageError,
+    "mape": metrics_module.MeanAbsolutePercentageError,
+    "mean_squared_logarithmic_error": metrics_module.MeanSquaredLogarithmicError,
+    "msle": metrics_module.MeanSquaredLogarithmicError,
+    "root_mean_squared_error": metrics_module.RootMeanSquaredError,
+    "cosine_similarity": metrics_module.CosineSimilarity,
+    "log_cosh_error": metrics_module.LogCoshError,
+    "r2_score": metrics_module.R2Score,
+    "pearson_correlation": metrics_module.PearsonCorrelation,
+    "concordance_correlation": metrics_module.ConcordanceCorrelation,
+    "kl_divergence": metrics_module.KLDivergence,
+    "poisson": metrics_module.Poisson,
+    "binary_crossentropy": metrics_module.BinaryCrossentropy,
+    "bce": metrics_module.BinaryCrossentropy,
+    "categorical_crossentropy": metrics_module.CategoricalCrossentropy,
+    "sparse_categorical_crossentropy": metrics_module.SparseCategoricalCrossentropy,
+    "hinge": metrics_module.Hinge,
+    "squared_hinge": metrics_module.SquaredHinge,
+    "categorical_hinge": metrics_module.CategoricalHinge,
 }
+
+
+def _by_name(table: Mapping[str, type[Any]], module: Any, spec: str, kind: str, where: str) -> Any:
+    """The object a string names (a snake_case name or alias, in any case, or a public
+    class name), named by the string as Keras' compile names it."""
+    by_class = {c.__name__: c for c in table.values() if getattr(module, c.__name__, None) is c}
+    cls = table.get(spec.lower(), by_class.get(spec))
+    if cls is None:
+        raise ValueError(
+            f"Unknown {kind} name {spec!r} in {where}. Known names: {', '.join(sorted(table))} "
+            "(or their class names)."
+        )
+    return cls(name=spec)
+
 
 _LOSS_ACCEPTED = (
     "a Loss (eqx_elegy.losses), a Regularizer (eqx_elegy.regularizers), a callable "
@@ -99,13 +154,7 @@ def _loss_object(spec: Any, where: str) -> Loss | Regularizer:
     if isinstance(spec, Loss | Regularizer):
         return spec
     if isinstance(spec, str):
-        try:
-            return _LOSS_NAMES[spec.lower()](name=spec)
-        except KeyError:
-            raise ValueError(
-                f"Unknown loss name {spec!r} in {where}. Known names: "
-                f"{', '.join(sorted(_LOSS_NAMES))}."
-            ) from None
+        return _by_name(_LOSS_NAMES, losses_module, spec, "loss", where)
     if isinstance(spec, Metric):
         raise TypeError(
             f"{where} is a Metric ({type(spec).__name__}); pass metrics in `metrics=`. "
@@ -120,15 +169,9 @@ def _metric_object(spec: Any, where: str) -> Metric:
     if isinstance(spec, Metric):
         return spec
     if isinstance(spec, str):
-        try:
-            return _METRIC_NAMES[spec.lower()](name=spec)
-        except KeyError:
-            raise ValueError(
-                f"Unknown metric name {spec!r} in {where}. Known names: "
-                f"{', '.join(sorted(_METRIC_NAMES))}."
-            ) from None
+        return _by_name(_METRIC_NAMES, metrics_module, spec, "metric", where)
     if isinstance(spec, Loss):
-        return MeanMetricWrapper(spec.call, name=spec.name)
+        return LossMean(spec)
     if isinstance(spec, Regularizer):
         raise TypeError(f"{where} is a Regularizer; pass it in `loss=`, not `metrics=`.")
     if callable(spec) and not isinstance(spec, eqx.Module | type):

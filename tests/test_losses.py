@@ -264,8 +264,12 @@ def test_wrong_label_encoding_hints():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="reduction='mean'.*'sum_over_batch_size', 'sum', 'none'"):
-        losses.MeanSquaredError(reduction="mean")
+    with pytest.raises(
+        ValueError,
+        match="reduction='average' is not one of 'sum_over_batch_size', 'sum', 'mean', "
+        "'mean_with_sample_weight', 'none' \\(or None\\)",
+    ):
+        losses.MeanSquaredError(reduction="average")
     with pytest.raises(ValueError, match="delta=0"):
         losses.Huber(0)
     with pytest.raises(ValueError, match="label_smoothing=1.5"):

@@ -7,19 +7,22 @@ reported as a plain `ValueError` naming both shapes, never as a JAX tracer error
 import abc
 import re
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike
 
-REDUCTIONS = ("sum_over_batch_size", "sum", "none")
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none")
 # Keras' `backend.epsilon()`: clips probabilities away from 0 and 1.
 EPSILON = 1e-7
 
 
 def snake_case(name: str) -> str:
-    """`SparseCategoricalCrossentropy` -> `sparse_categorical_crossentropy`, `AUC` -> `auc`."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z][a-z])|(?<=[a-z])(?=[A-Z])", "_", name).lower()
+    """Keras' `to_snake_case`: `SparseCategoricalCrossentropy` -> `sparse_categorical_crossentropy`,
+    `KLDivergence` -> `kl_divergence`, `AUC` -> `auc`."""
+    return re.sub(r"(?<=[^_])(?=[A-Z][a-z])|(?<=[a-z])(?=[A-Z])", "_", name).lower()
 
 
 def float_dtype(x: Array) -> jnp.dtype:
@@ -35,6 +38,79 @@ def as_array(x: ArrayLike | None, what: str, who: str) -> Array:
         return jnp.asarray(x)
     except TypeError as e:
         raise TypeError(f"{who}: `{what}` must be an array, got {type(x).__name__}: {e}") from None
+
+
+def check_bool(value: object, who: str, arg: str) -> bool:
+    """`value` if it is a bool, else a TypeError naming `arg`."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{who}: {arg}={value!r} must be True or False.")
+    return bool(value)
+
+
+def check_float(
+    value: object,
+    who: str,
+    arg: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """`value` as a float in `[low, high]` (ends excluded where `open_*`), else an
+    error naming `arg` and the range."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{who}: {arg}={value!r} must be a number.")
+    number = float(value)
+    too_low = low is not None and (number <= low if open_low else number < low)
+    too_high = high is not None and (number >= high if open_high else number > high)
+    if too_low or too_high or number != number:
+        left = "(" if open_low else "["
+        right = ")" if open_high else "]"
+        bounds = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        raise ValueError(f"{who}: {arg}={value!r} must be in {bounds}.")
+    return number
+
+
+def check_axis(value: object, who: str, *, allow_tuple: bool = False) -> Any:
+    """An int axis (or, with `allow_tuple`, a tuple of ints or None), else a TypeError."""
+    if allow_tuple and value is None:
+        return None
+    if allow_tuple and isinstance(value, tuple | list):
+        if all(isinstance(a, int | np.integer) and not isinstance(a, bool) for a in value):
+            return tuple(int(a) for a in value)
+    elif isinstance(value, int | np.integer) and not isinstance(value, bool):
+        return int(value)
+    expected = "an int, a tuple of ints or None" if allow_tuple else "an int"
+    raise TypeError(f"{who}: axis={value!r} must be {expected}.")
+
+
+def check_axis_fits(axis: int | tuple[int, ...] | None, shape: tuple[int, ...], who: str) -> None:
+    """A ValueError naming `axis` and `shape` when an axis does not exist in `shape`."""
+    for a in () if axis is None else (axis,) if isinstance(axis, int) else axis:
+        if not -len(shape) <= a < len(shape):
+            raise ValueError(f"{who}: axis={axis!r} is out of range for inputs of shape {shape}.")
+
+
+def class_ids(
+    y_true: ArrayLike | None, y_pred: Array, axis: int, who: str, hint: str = ""
+) -> Array:
+    """Integer class ids for a `y_pred` whose class axis is `axis` (moved last by the caller).
+
+    `y_true` must have `y_pred`'s shape without the class axis, possibly with a
+    size-1 axis in its place (Keras' rule).
+    """
+    labels = as_array(y_true, "y_true", who)
+    shape = y_pred.shape[:-1]
+    if y_pred.ndim >= 1 and labels.ndim == y_pred.ndim and labels.shape[axis] == 1:
+        labels = jnp.squeeze(labels, axis)
+    if y_pred.ndim < 2 or labels.shape != shape:
+        raise ValueError(
+            f"{who}: y_true has shape {labels.shape} and y_pred has shape {y_pred.shape} "
+            f"(class axis last); y_true must hold one class id per row of y_pred, shape "
+            f"{shape} (y_pred needs a class axis)." + (f" {hint}" if hint else "")
+        )
+    return labels.astype(jnp.int32)
 
 
 def align(
@@ -92,31 +168,56 @@ def weight_like(values: Array, sample_weight: ArrayLike, who: str) -> Array:
         ) from None
 
 
-def reduce(values: Array, sample_weight: ArrayLike | None, reduction: str, who: str) -> Array:
-    """Weights per-example values and reduces them as Keras does.
+def reduce(
+    values: Array,
+    sample_weight: ArrayLike | None,
+    reduction: str,
+    who: str,
+    mask: Array | None = None,
+) -> Array:
+    """Weights values and reduces them as Keras' `reduce_weighted_values` does.
 
-    `"sum_over_batch_size"` divides the weighted sum by the number of values (not
-    by the sum of the weights), `"sum"` returns the weighted sum, `"none"` the
-    weighted values.
+    `mask` (from a loss that leaves some values out, e.g. `ignore_class`) zeroes
+    the values it marks False and removes them from the count. Reductions:
+    `"sum_over_batch_size"` and `"mean"` divide the weighted sum by the number of
+    (unmasked) values, not by the sum of the weights; `"mean_with_sample_weight"`
+    divides by the sum of the weights; `"sum"` returns the weighted sum, `"none"`
+    the weighted values. A scalar value (a loss over the whole batch, such as
+    `Dice()`) is repeated once per weight first, as Keras does.
     """
-    if sample_weight is not None and values.ndim == 0:
-        # A scalar loss (from a plain function) has no examples to weigh.
+    weight = None
+    if sample_weight is not None:
         weight = as_array(sample_weight, "sample_weight", who).astype(values.dtype)
-        values = values * jnp.mean(weight)
-    elif sample_weight is not None:
-        values = values * weight_like(values, sample_weight, who)
+        if values.ndim == 0:
+            values = jnp.broadcast_to(values, weight.shape)
+        weight = weight_like(values, weight, who)
+    if mask is not None:
+        mask = mask.astype(values.dtype)
+        weight = mask if weight is None else weight * mask
+    if weight is not None:
+        values = values * weight
     if reduction == "none":
         return values
     total = jnp.sum(values)
     if reduction == "sum":
         return total
-    return total / max(values.size, 1)
+    if reduction == "mean_with_sample_weight" and weight is not None:
+        count = jnp.sum(weight)
+    elif mask is not None:
+        count = jnp.sum(mask)
+    else:
+        count = jnp.asarray(values.size, values.dtype)
+    return jnp.where(count == 0, 0.0, total / jnp.where(count == 0, 1.0, count))
 
 
-def check_reduction(reduction: str, who: str) -> str:
+def check_reduction(reduction: str | None, who: str) -> str:
+    """Keras' reductions; None means `"none"`."""
+    if reduction is None:
+        return "none"
     if reduction not in REDUCTIONS:
         raise ValueError(
-            f"{who}: reduction={reduction!r} is not one of {', '.join(map(repr, REDUCTIONS))}."
+            f"{who}: reduction={reduction!r} is not one of {', '.join(map(repr, REDUCTIONS))} "
+            "(or None)."
         )
     return reduction
 
@@ -126,11 +227,17 @@ class Loss(eqx.Module):
 
     A subclass implements `call(y_true, y_pred)`, the unweighted loss of each
     example (the class axis, or last axis, reduced away). `__call__` then applies
-    `sample_weight` and the reduction:
+    `sample_weight` and the reduction (Keras' names):
 
-    - `"sum_over_batch_size"` (default): weighted sum / number of values, a scalar;
+    - `"sum_over_batch_size"` (default) or `"mean"`: weighted sum / number of
+      values, a scalar;
+    - `"mean_with_sample_weight"`: weighted sum / sum of the weights;
     - `"sum"`: the weighted sum, a scalar;
-    - `"none"`: the weighted per-example values.
+    - `"none"` (or None): the weighted per-example values.
+
+    A loss that leaves some values out (`ignore_class`, or `Circle`'s examples
+    without a positive pair) overrides `values_and_mask` instead; the masked
+    values count neither in the sum nor in the number of values.
 
     `name` defaults to the snake_case class name (`MeanSquaredError` ->
     `mean_squared_error`); a model logs the term as `<name>_loss`.
@@ -140,26 +247,34 @@ class Loss(eqx.Module):
     reduction: str = eqx.field(static=True, init=False)
     name: str = eqx.field(static=True, init=False)
 
-    def __init__(self, *, reduction: str = "sum_over_batch_size", name: str | None = None):
-        self.reduction = check_reduction(reduction, type(self).__name__)
-        self.name = snake_case(type(self).__name__) if name is None else name
+    def __init__(self, *, reduction: str | None = "sum_over_batch_size", name: str | None = None):
+        who = type(self).__name__
+        self.reduction = check_reduction(reduction, who)
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{who}: name={name!r} must be a str (or None for the default).")
+        self.name = snake_case(who) if name is None else name
 
     @abc.abstractmethod
     def call(self, y_true: ArrayLike, y_pred: ArrayLike) -> Array:
         """The unweighted loss of each example, shape `y_pred.shape[:-1]` (at least `(batch,)`)."""
 
+    def values_and_mask(self, y_true: ArrayLike, y_pred: ArrayLike) -> tuple[Array, Array | None]:
+        """`call`'s values, and which of them count (None: all of them)."""
+        return self.call(y_true, y_pred), None
+
     def __call__(
         self, y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None
     ) -> Array:
-        return reduce(self.call(y_true, y_pred), sample_weight, self.reduction, self.name)
+        values, mask = self.values_and_mask(y_true, y_pred)
+        return reduce(values, sample_weight, self.reduction, self.name, mask)
 
 
 class LossFunction(Loss):
     """Wraps a plain function `fn(y_true, y_pred) -> values` as a `Loss`.
 
     `values` may be per example (then weighted and reduced like any loss) or
-    already a scalar (then a `sample_weight` scales it by the mean weight, as Keras
-    does). This is how `loss=` and `metrics=` accept plain callables.
+    already a scalar (then it is repeated once per example before weighting, as
+    Keras does: with the default reduction, the mean weight scales it). This is how `loss=` and `metrics=` accept plain callables.
     """
 
     fn: Callable[[Array, Array], ArrayLike]
@@ -168,7 +283,7 @@ class LossFunction(Loss):
         self,
         fn: Callable[[Array, Array], ArrayLike],
         *,
-        reduction: str = "sum_over_batch_size",
+        reduction: str | None = "sum_over_batch_size",
         name: str | None = None,
     ):
         if not callable(fn):

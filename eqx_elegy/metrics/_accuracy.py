@@ -1,4 +1,4 @@
-"""Accuracy metrics and the two regression errors: weighted means of per-example values."""
+"""Accuracy metrics: weighted means of per-example matches."""
 
 import equinox as eqx
 import jax
@@ -143,25 +143,3 @@ class BinaryAccuracy(Mean):
 
     def values(self, y_true: ArrayLike | None, y_pred: ArrayLike | None) -> Array:
         return binary_matches(y_true, y_pred, self.threshold, self.name, self.from_logits)
-
-
-class MeanSquaredError(Mean):
-    """The weighted mean over examples of `mean((y_true - y_pred) ** 2)` over the last axis."""
-
-    def __init__(self, *, name: str | None = None):
-        super().__init__(name=name)
-
-    def values(self, y_true: ArrayLike | None, y_pred: ArrayLike | None) -> Array:
-        labels, pred = align(y_true, y_pred, self.name)
-        return jnp.mean(jnp.square(labels - pred), axis=-1)
-
-
-class MeanAbsoluteError(Mean):
-    """The weighted mean over examples of `mean(|y_true - y_pred|)` over the last axis."""
-
-    def __init__(self, *, name: str | None = None):
-        super().__init__(name=name)
-
-    def values(self, y_true: ArrayLike | None, y_pred: ArrayLike | None) -> Array:
-        labels, pred = align(y_true, y_pred, self.name)
-        return jnp.mean(jnp.abs(labels - pred), axis=-1)
