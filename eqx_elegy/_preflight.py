@@ -15,7 +15,8 @@ What is checked, and when (docs/high-level-api.md says the same):
   the default steps; `{batch}` only for step-wise saves).
 - Labels of a `SparseCategoricalCrossentropy` loss (arrays only; a streamed source is
   read batch by batch and not checked): finite, integral, in `[0, classes)` where
-  `classes` is the size of the output's last axis, and not one-hot.
+  `classes` is the size of the output's class axis (the loss's `axis`), and not
+  one-hot; labels equal to the loss's `ignore_class` are skipped.
 """
 
 from __future__ import annotations
@@ -89,18 +90,34 @@ def check_sparse_labels(model: Model, y_pred: Any, y: Any, y_name: str) -> None:
             continue  # a structure mismatch: the step's own trace says what is wrong
         for key, labels, output, _ in chosen:
             name = y_name if key is None else f"{y_name}[{key!r}]"
-            _check_class_ids(np.asarray(labels), tuple(output.shape), name, term.log_name)
+            _check_class_ids(
+                np.asarray(labels),
+                tuple(output.shape),
+                name,
+                term.log_name,
+                term.loss.axis,
+                term.loss.ignore_class,
+            )
 
 
-def _check_class_ids(labels: np.ndarray, output: tuple[int, ...], name: str, loss: str) -> None:
-    if len(output) < 2:  # no class axis: the loss's own check says so
-        return
-    classes = output[-1]
+def _check_class_ids(
+    labels: np.ndarray,
+    output: tuple[int, ...],
+    name: str,
+    loss: str,
+    axis: int = -1,
+    ignore_class: int | None = None,
+) -> None:
+    """`labels` (all of them) against one batch of the loss's output, whose class axis
+    is `axis`; labels equal to `ignore_class` are skipped, as the loss skips them."""
+    if len(output) < 2 or not -len(output) <= axis < len(output):
+        return  # no class axis: the loss's own check says so
+    classes = output[axis]
     what = (
         f"{name} holds the labels of the sparse categorical crossentropy {loss!r}, which must "
         f"be class ids: integers in [0, {classes}) (the output has {classes} classes)"
     )
-    if labels.ndim == len(output) and labels.shape[-1] == classes and classes > 1:
+    if labels.ndim == len(output) and labels.shape[axis] == classes and classes > 1:
         raise ValueError(
             f"{what}, but {name} has shape {list(labels.shape)}, the shape of the output: it "
             "looks one-hot. Pass y.argmax(-1), or use CategoricalCrossentropy."
@@ -108,13 +125,15 @@ def _check_class_ids(labels: np.ndarray, output: tuple[int, ...], name: str, los
     if labels.dtype.kind not in "biuf":
         raise ValueError(f"{what}, but {name} has dtype {labels.dtype}.")
     flat = labels.reshape(-1)
+    kept = np.ones(flat.shape, bool) if ignore_class is None else flat != ignore_class
     problems = (
         ("is not finite", ~np.isfinite(flat)),
         ("is not an integer", flat != np.round(flat)),
         ("is negative", flat < 0),
         (f"is {classes} or more", flat >= classes),
     )
-    for problem, bad in problems:
+    for problem, found in problems:
+        bad = found & kept
         if bad.any():
             index = int(np.argmax(bad))
             example = np.unravel_index(index, labels.shape)[0]

@@ -75,6 +75,20 @@ def test_one_hot_labels_are_named():
     check(np.zeros((4, 3), np.int32), (32,))  # no class axis: the loss says so itself
 
 
+def test_the_class_axis_and_ignore_class_follow_the_loss():
+    check_axis = dict(output=(32, 3, 5), name="y", loss="loss", axis=1)
+    _check_class_ids(np.array([[0, 2, 1, 2, 0]]), **check_axis)
+    with pytest.raises(ValueError, match=re.escape(WHAT + "is 3 or more at example 0 (4;")):
+        _check_class_ids(np.array([[0, 4, 1, 2, 0]]), **check_axis)
+    with pytest.raises(ValueError, match=re.escape(WHAT + "has shape [4, 3, 5], the shape")):
+        _check_class_ids(np.zeros((4, 3, 5)), **check_axis)
+    # Labels equal to ignore_class are skipped, as the loss skips them.
+    _check_class_ids(np.array([0, 255, 2]), OUT, "y", "loss", ignore_class=255)
+    with pytest.raises(ValueError, match=re.escape(WHAT + "is negative at example 3 (-1;")):
+        _check_class_ids(np.array([0, 255, 2, -1]), OUT, "y", "loss", ignore_class=255)
+    _check_class_ids(np.zeros(4), (32, 3), "y", "loss", axis=2)  # no such axis: not checked
+
+
 def test_labels_of_another_kind_are_refused():
     with pytest.raises(ValueError, match=re.escape(WHAT + "has dtype complex64.")):
         check(np.zeros(4, np.complex64))
