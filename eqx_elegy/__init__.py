@@ -13,10 +13,14 @@ from ._distributed import FSDP as FSDP
 from ._distributed import DataParallel as DataParallel
 from ._distributed import gather_to_host as gather_to_host
 from ._distributed import initialize_distributed as initialize_distributed
-from ._distributed import is_main_process as is_main_process
 from ._jit import JitSteps as JitSteps
 from ._loop import LazyLogs as LazyLogs
 from ._model import Model as Model
+from ._population import Population as Population
+from ._savedir import CheckpointError as CheckpointError
+from ._serving import ExportedModel as ExportedModel
+from ._serving import ExportError as ExportError
+from ._serving import load_exported as load_exported
 from ._states import RNGSeq as RNGSeq
 from ._states import States as States
 from ._steps import GradStep as GradStep
@@ -26,6 +30,9 @@ from ._steps import PredStep as PredStep
 from ._steps import StepOutputError as StepOutputError
 from ._steps import TestStep as TestStep
 from ._steps import TrainStep as TrainStep
+from ._strategy import DefaultStrategy as DefaultStrategy
+from ._strategy import Strategy as Strategy
+from ._strategy import is_main_process as is_main_process
 from ._summary import SummaryRow as SummaryRow
 from .callbacks import History as History
 

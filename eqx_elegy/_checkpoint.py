@@ -1,6 +1,6 @@
 """`Model.save` and `Model.load`: a directory of states that loads without running code.
 
-Layout of a save at `path/`:
+Layout of a save at `path/` (see `_manifest` for the manifest's check):
 
 - `manifest.json`: format and versions, the model's class, and for each key of the states
   its leaf file, the file's SHA-256, and its leaves as paths with shapes and dtypes;
@@ -12,6 +12,12 @@ the structure, so nothing about classes or code is read from the files. A save i
 into a sibling directory and renamed into place, so at any instant one complete save is
 on disk under `path` or, between two renames, under the sibling `.<name>.previous`, which
 `load` falls back to.
+
+Nothing outside the save is touched: `save` replaces a directory only if it is one of
+our saves (a valid manifest, and no file the manifest does not list) or empty, and
+checks this, and that the staging and set-aside siblings are ours, before it writes
+anything; `load` reads only regular files that are plain children of the save's
+directory (see `_savedir`), and every damaged or hostile input is a `CheckpointError`.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -30,30 +37,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import _manifest
 from ._distributed import gather_to_host
 from ._engine import engine
+from ._manifest import FORMAT, FORMAT_VERSION, MANIFEST
+from ._savedir import CheckpointError as CheckpointError
+from ._savedir import (
+    child_stat,
+    kind,
+    lstat,
+    open_dir,
+    open_regular,
+    read_json,
+    resolve,
+)
+from ._states import is_prng_key
+from ._strategy import strategy_of
 from ._summary import path_str
 
 if TYPE_CHECKING:
     from ._model import Model
 
-FORMAT = "eqx_elegy.checkpoint"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 WEIGHT_KEYS = ("net_params", "net_states")
 _SCALARS = (bool, int, float, complex)
 _SAVED = (jax.Array, np.ndarray, np.generic, *_SCALARS)
 
 
-class CheckpointError(ValueError):
-    """A save cannot be read, or does not fit the model it is loaded into."""
-
-
 # ---------------------------------------------------------------------------- leaves
-
-
-def _is_key(x: Any) -> bool:
-    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
 def _is_saved(x: Any) -> bool:
@@ -66,7 +76,7 @@ def _describe(x: Any) -> tuple[list[int], str]:
     """`(shape, dtype)` of a saved leaf as the manifest writes them."""
     if isinstance(x, _SCALARS):
         return [], type(x).__name__
-    if _is_key(x):
+    if is_prng_key(x):
         return list(x.shape), str(x.dtype)
     return list(np.shape(x)), np.dtype(x.dtype).name
 
@@ -88,44 +98,67 @@ def _join(key: str, path: str) -> str:
 
 
 def _write_leaf(f: BinaryIO, x: Any) -> None:
-    if _is_key(x):
+    if is_prng_key(x):
         np.save(f, np.asarray(jax.random.key_data(x)), allow_pickle=False)
     elif _is_saved(x):
         np.save(f, np.asarray(x), allow_pickle=False)
 
 
-def _reader(source: str) -> Any:
-    """The `filter_spec` that reads one leaf back, checked against the template leaf."""
+def _expected(like: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype a template leaf is stored with."""
+    if is_prng_key(like):
+        spec = jax.eval_shape(jax.random.key_data, like)
+        return tuple(spec.shape), np.dtype(spec.dtype)
+    if isinstance(like, _SCALARS):
+        return (), np.asarray(like).dtype
+    return tuple(like.shape), np.dtype(like.dtype)
 
-    def read(f: BinaryIO, like: Any) -> Any:
-        if not _is_saved(like):
-            return like
-        data = np.load(f, allow_pickle=False)
-        expected: Any = like  # only its shape and dtype are read
-        if _is_key(like):
-            expected = jax.eval_shape(jax.random.key_data, like)
-        elif isinstance(like, _SCALARS):
-            expected = np.asarray(like)
-        want = np.dtype(expected.dtype)
-        if data.dtype.kind == "V" and data.dtype.itemsize == want.itemsize:
-            data = data.view(want)  # e.g. bfloat16, which .npy stores as raw bytes
-        if data.shape != tuple(expected.shape) or data.dtype != want:
-            raise CheckpointError(
-                f"{source} holds a {data.dtype.name}{list(data.shape)} leaf where the manifest "
-                f"and the model have {want.name}{list(expected.shape)}; the file is corrupt."
-            )
-        if isinstance(like, _SCALARS):
-            return type(like)(data.item())
-        if isinstance(like, np.ndarray | np.generic):
-            return data if isinstance(like, np.ndarray) else like.dtype.type(data.item())
-        if _is_key(like):
-            return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(like))
-        return jax.device_put(data, like.sharding)
 
-    return read
+def _read_record(f: BinaryIO, like: Any, source: Path) -> np.ndarray:
+    """One `.npy` record, its header checked against the template leaf before its data
+    is read, so that a record claiming another shape or an object dtype is refused
+    without reading (or allocating) anything more."""
+    shape, want = _expected(like)
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        found_shape, fortran, found = np.lib.format.read_array_header_1_0(f)
+    elif version == (2, 0):
+        found_shape, fortran, found = np.lib.format.read_array_header_2_0(f)
+    else:
+        raise CheckpointError(f"{source} holds a .npy record of version {version}.")
+    if found.kind == "V" and found.itemsize == want.itemsize and not found.names:
+        found = want  # e.g. bfloat16, which .npy stores as raw bytes
+    if tuple(found_shape) != shape or found != want:
+        raise CheckpointError(
+            f"{source} holds a {found.name}{list(found_shape)} leaf where the manifest and "
+            f"the model have {want.name}{list(shape)}; the file is corrupt."
+        )
+    size = want.itemsize * int(np.prod(shape, dtype=np.int64))
+    data = f.read(size)
+    if len(data) != size:
+        raise CheckpointError(f"{source} ends inside a leaf; the file is truncated.")
+    return np.frombuffer(data, want).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _read_leaf(f: BinaryIO, like: Any, source: Path) -> Any:
+    """The next leaf in leaf file `f`, read back as the template leaf `like` is (a
+    non-array leaf is part of the structure and comes from the template)."""
+    if not _is_saved(like):
+        return like
+    data = _read_record(f, like, source)
+    if isinstance(like, _SCALARS):
+        return type(like)(data.item())
+    if isinstance(like, np.ndarray | np.generic):
+        return data if isinstance(like, np.ndarray) else like.dtype.type(data.item())
+    if is_prng_key(like):
+        return jax.random.wrap_key_data(jnp.asarray(data), impl=jax.random.key_impl(like))
+    return jax.device_put(data, like.sharding)
 
 
 # ---------------------------------------------------------------------------- files
+
+
+_STAGING_MARK = ".eqx_elegy-saving"  # in a staging directory while it is being written
 
 
 def _sibling(target: Path, role: str) -> Path:
@@ -145,11 +178,10 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
+def _sha256(f: BinaryIO) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -172,8 +204,88 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _is_save_dir(path: Path) -> bool:
-    return (path / MANIFEST).is_file()
+class _NotOurs(Exception):
+    """Why a directory is not one of our saves (internal: turned into a message)."""
+
+
+def _not_ours(problem: str) -> _NotOurs:
+    return _NotOurs(f"its {MANIFEST} is not an eqx_elegy manifest: {problem}")
+
+
+def not_a_save(directory: Path) -> str | None:
+    """Why `directory` (a real directory) is not one of our saves, or None if it is:
+    its manifest is a regular file that passes the manifest's check, and it holds
+    nothing but that manifest and the regular files the manifest lists."""
+    with open_dir(directory) as fd:
+        names = sorted(os.listdir(fd))
+        if MANIFEST not in names:
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            return f"it holds {shown} and no {MANIFEST}"
+        try:
+            raw = read_json(fd, MANIFEST, lambda problem: _NotOurs(f"its {MANIFEST} {problem}"))
+            manifest = _manifest.check(raw, _not_ours)
+        except _NotOurs as reason:
+            return str(reason)
+        listed = {MANIFEST, *(e["file"] for e in manifest["entries"] if e["file"] is not None)}
+        for name in names:
+            if name not in listed:
+                return f"it holds {name}, which is not part of the save"
+            st = child_stat(fd, name)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                return f"its {name} is {kind(st.st_mode)}, not a regular file"
+    return None
+
+
+def _in_the_way(path: Path, *, staging: bool = False) -> str | None:
+    """Why a save may not remove what is at `path`, or None: nothing is there, or an
+    empty directory, or one of our saves, or (`staging`) a staging directory of ours."""
+    st = lstat(path)
+    if st is None:
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return f"it is {kind(st.st_mode)}, not a directory"
+    with open_dir(path) as fd:
+        names = os.listdir(fd)
+        mark = child_stat(fd, _STAGING_MARK) if staging else None
+    if not names or (mark is not None and stat.S_ISREG(mark.st_mode)):
+        return None
+    return not_a_save(path)
+
+
+def _check_target(target: Path) -> None:
+    """Refuse, before anything is written, a save that would remove what is not ours:
+    at the target itself or at the siblings a save uses."""
+    problem = _in_the_way(target)
+    if problem is not None:
+        if problem.startswith("it is "):
+            raise CheckpointError(
+                f"{target} {problem.removeprefix('it ')}; refusing to replace it. Nothing "
+                "was written; pass a new directory path, or an empty one."
+            )
+        raise CheckpointError(
+            f"{target} is not an eqx_elegy save ({problem}); refusing to replace it. Nothing "
+            "was written; pass a new directory path, or an empty one."
+        )
+    for role in ("saving", "previous"):
+        sibling = _sibling(target, role)
+        problem = _in_the_way(sibling, staging=role == "saving")
+        if problem is not None:
+            raise CheckpointError(
+                f"{sibling} is in the way of the save at {target} ({problem}); a save uses "
+                "that name for its own files, so it is refusing to remove it. Nothing was "
+                "written; move it away."
+            )
+
+
+def remove_save(path: Path) -> str | None:
+    """Remove the save at `path` if it is one of ours (a directory, not a link); return
+    why it was left in place otherwise (None when it was removed or was not there)."""
+    problem = _in_the_way(path)
+    if problem is not None:
+        return problem
+    if lstat(path) is not None:
+        shutil.rmtree(path)  # the fd-based rmtree, which never follows a link out
+    return None
 
 
 def save(
@@ -187,17 +299,16 @@ def save(
     earlier save there atomically. `metadata` (JSON-serialisable, e.g. `{"epoch": 3}`)
     is stored in the manifest as it is.
 
+    `path` may be a link (it is resolved first); what is there must be nothing, an empty
+    directory or one of our saves, else `CheckpointError` and nothing is written.
+
     In a multi-process run every process calls it: states sharded across processes are
     gathered (a collective), and process 0 alone writes, so that processes sharing a
     filesystem never write the same files."""
-    target = Path(path)
-    if target.exists() and not (
-        target.is_dir() and (_is_save_dir(target) or not any(target.iterdir()))
-    ):
-        raise CheckpointError(
-            f"{target} exists and is not an eqx_elegy save (no {MANIFEST}); refusing to "
-            "replace it. Pass a new directory path."
-        )
+    extra = dict(metadata or {})
+    json.dumps(extra)  # fail now, before anything is written
+    target = resolve(path)
+    _check_target(target)
     states = model.states
     keys = [k for k in WEIGHT_KEYS if k in states] if weights_only else list(states)
     deleted = [
@@ -214,7 +325,7 @@ def save(
         )
     if jax.process_count() > 1:
         states = gather_to_host(states)
-        if jax.process_index() != 0:
+        if not strategy_of(model).is_main_process():
             return
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -222,38 +333,49 @@ def save(
         "versions": _versions(),
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "weights_only": weights_only,
-        "metadata": dict(metadata or {}),
+        "metadata": extra,
         "entries": [],
     }
-    json.dumps(manifest["metadata"])  # fail now, before anything is written
-
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp, previous = _sibling(target, "saving"), _sibling(target, "previous")
-    if tmp.exists():
-        shutil.rmtree(tmp)  # left by a save that crashed while writing
+    tmp = _sibling(target, "saving")
+    if lstat(tmp) is not None:
+        shutil.rmtree(tmp)  # left by a save that crashed while writing (checked as ours)
     tmp.mkdir()
+    (tmp / _STAGING_MARK).touch()
     for index, key in enumerate(keys):
-        value = states[key]
-        entry: dict[str, Any] = {"key": key, "file": None, "sha256": None, "leaves": []}
-        if value is not None:
-            name = _file_name(index, key)
-            eqx.tree_serialise_leaves(tmp / name, value, filter_spec=_write_leaf)
-            _fsync(tmp / name)
-            entry.update(file=name, sha256=_sha256(tmp / name), leaves=_leaf_table(value, key))
-        manifest["entries"].append(entry)
+        manifest["entries"].append(_write_entry(tmp, index, key, states[key]))
     with open(tmp / MANIFEST, "w") as f:
         json.dump(manifest, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
+    (tmp / _STAGING_MARK).unlink()  # a complete save now, recognised by its manifest
     _fsync(tmp)
+    _swap_in(tmp, target)
 
-    if target.exists():
-        if previous.exists():
+
+def _write_entry(directory: Path, index: int, key: str, value: Any) -> dict[str, Any]:
+    """Write one key of the states as a leaf file; its manifest entry."""
+    if value is None:
+        return {"key": key, "file": None, "sha256": None, "leaves": []}
+    name = _file_name(index, key)
+    eqx.tree_serialise_leaves(directory / name, value, filter_spec=_write_leaf)
+    _fsync(directory / name)
+    with open(directory / name, "rb") as f:
+        digest = _sha256(f)
+    return {"key": key, "file": name, "sha256": digest, "leaves": _leaf_table(value, key)}
+
+
+def _swap_in(staged: Path, target: Path) -> None:
+    """Move the complete save `staged` to `target`, the old save there set aside for the
+    instant between the two renames (`load` falls back to it)."""
+    previous = _sibling(target, "previous")
+    if lstat(target) is not None:
+        if lstat(previous) is not None:
             shutil.rmtree(previous)
         _rename(target, previous)
-    _rename(tmp, target)
+    _rename(staged, target)
     _fsync(target.parent)
-    if previous.exists():
+    if lstat(previous) is not None:
         shutil.rmtree(previous)
 
 
@@ -263,66 +385,38 @@ def save(
 def _resolve(path: str | os.PathLike[str]) -> Path:
     """The directory holding the save at `path`: `path` itself or, after a crash
     between the two renames of a save, the previous save set aside next to it."""
-    target = Path(path)
-    if _is_save_dir(target):
-        return target
-    previous = _sibling(target, "previous")
-    if not target.exists() and _is_save_dir(previous):
-        return previous
-    if target.is_dir():
-        raise CheckpointError(f"{target} is not an eqx_elegy save: it has no {MANIFEST}.")
-    raise CheckpointError(f"No save found at {target}.")
+    target = resolve(path)
+    st = lstat(target)
+    if st is None:
+        previous = _sibling(target, "previous")
+        seen = lstat(previous)
+        if seen is not None and stat.S_ISDIR(seen.st_mode):
+            return previous
+        raise CheckpointError(f"No save found at {target}.")
+    if not stat.S_ISDIR(st.st_mode):
+        raise CheckpointError(f"{target} is {kind(st.st_mode)}, not a save directory.")
+    return target
 
 
-def _malformed(manifest_path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(
-        f"{manifest_path} is not a valid eqx_elegy manifest: {problem}. The save is "
-        "damaged; load an older one or save again."
-    )
+def _read_manifest(fd: int, directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+
+    def damaged(problem: str) -> CheckpointError:
+        if problem == "is missing":
+            return CheckpointError(f"{directory} is not an eqx_elegy save: it has no {MANIFEST}.")
+        return CheckpointError(
+            f"{path} {problem}; the save is damaged or not an eqx_elegy save: load an older "
+            "one or save again."
+        )
+
+    return _manifest.check(read_json(fd, MANIFEST, damaged), _manifest.malformed(path))
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The checked manifest of the save at `path` (see the module docstring)."""
-    manifest_path = _resolve(path) / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise _malformed(manifest_path, f"not valid JSON ({error})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _malformed(manifest_path, f"its 'format' is not {FORMAT!r}")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise _malformed(
-            manifest_path,
-            f"format_version {version!r} is not one this eqx_elegy reads (<= {FORMAT_VERSION})",
-        )
-    entries = manifest.get("entries")
-    if not isinstance(entries, list) or not isinstance(manifest.get("weights_only"), bool):
-        raise _malformed(manifest_path, "'entries' or 'weights_only' is missing")
-    for i, entry in enumerate(entries):
-        ok = (
-            isinstance(entry, dict)
-            and isinstance(entry.get("key"), str)
-            and isinstance(entry.get("leaves"), list)
-            and (entry.get("file") is None or isinstance(entry.get("sha256"), str))
-        )
-        name = entry.get("file") if isinstance(entry, dict) else None
-        if name is not None and (
-            not isinstance(name, str) or Path(name).name != name or name.startswith(".")
-        ):
-            ok = False  # a leaf file must be a plain name inside the save's directory
-        leaves = entry.get("leaves", []) if ok else []
-        for leaf in leaves:
-            ok = ok and (
-                isinstance(leaf, dict)
-                and isinstance(leaf.get("path"), str)
-                and isinstance(leaf.get("dtype"), str)
-                and isinstance(leaf.get("shape"), list)
-                and all(isinstance(d, int) for d in leaf["shape"])
-            )
-        if not ok:
-            raise _malformed(manifest_path, f"entry {i} is not {{key, file, sha256, leaves}}")
-    return manifest
+    """The checked manifest of the save at `path` (see `_manifest`)."""
+    directory = _resolve(path)
+    with open_dir(directory) as fd:
+        return _read_manifest(fd, directory)
 
 
 def _differences(expected: list[dict[str, Any]], found: list[dict[str, Any]]) -> list[str]:
@@ -343,22 +437,16 @@ def _differences(expected: list[dict[str, Any]], found: list[dict[str, Any]]) ->
     return out
 
 
-def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
-    """Replace `model.states` (or only its weights) with the save at `path`; on any
-    mismatch or damage, raise `CheckpointError` and leave the model as it was."""
-    directory = _resolve(path)
-    manifest = read_manifest(directory)
-    entries = {entry["key"]: entry for entry in manifest["entries"]}
-    if manifest["weights_only"] and not weights_only:
-        raise CheckpointError(
-            f"{directory} holds only the weights ({', '.join(WEIGHT_KEYS)}); load it with "
-            "weights_only=True."
-        )
+def _check_fits(
+    model: Model, directory: Path, manifest: dict[str, Any], keys: list[str], weights_only: bool
+) -> None:
+    """Refuse a save whose structure (keys, leaf paths, shapes, dtypes) is not the
+    model's, listing the differences."""
     states = model.states
-    keys = [k for k in WEIGHT_KEYS if k in states] if weights_only else list(states)
-    problems = [f"{k}: in the save, not in the model" for k in entries if k not in keys]
-    if weights_only:
-        problems = []
+    entries = {entry["key"]: entry for entry in manifest["entries"]}
+    problems = []
+    if not weights_only:
+        problems = [f"{k}: in the save, not in the model" for k in entries if k not in keys]
     for key in keys:
         entry = entries.get(key)
         if entry is None:
@@ -375,37 +463,68 @@ def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = Fal
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         hint = (
-            " The model has no net_params yet: call model.init(x, y) first so that its "
+            "The model has no net_params yet: call model.init(x, y) first so that its "
             "structure is known."
             if states.net_params is None
-            else " Build the model the same way as the one that was saved."
+            else "Build the model the same way as the one that was saved."
         )
         raise CheckpointError(
             f"The save at {directory} does not fit {type(model).__name__}'s states "
-            f"({len(problems)} differences):\n  {shown}{more}\n{hint.strip()}"
+            f"({len(problems)} differences):\n  {shown}{more}\n{hint}"
         )
 
-    loaded: dict[str, Any] = {}
-    for key in keys:
-        entry = entries[key]
-        if entry["file"] is None:
-            continue
-        file = directory / entry["file"]
-        if not file.is_file():
-            raise CheckpointError(f"{file} is missing; the save at {directory} is incomplete.")
-        if _sha256(file) != entry["sha256"]:
+
+def _load_entry(fd: int, directory: Path, entry: dict[str, Any], like: Any) -> Any:
+    """The value of one key of the states from its leaf file: a regular file inside the
+    save, whose checksum is the manifest's and which holds exactly the template's leaves."""
+    file = directory / entry["file"]
+
+    def damaged(problem: str) -> CheckpointError:
+        return CheckpointError(
+            f"{file} {problem}; the save at {directory} is damaged. Load an older save."
+        )
+
+    with open_regular(fd, entry["file"], damaged) as f:
+        if _sha256(f) != entry["sha256"]:
             raise CheckpointError(
                 f"{file} does not match the checksum in its manifest: the file is corrupt or "
                 "was changed after saving. Load an older save."
             )
+        f.seek(0)
+        # The leaves in the order `eqx.tree_serialise_leaves` wrote them (flattening order).
+        treedef: Any  # jax's PyTreeDef, which mypy cannot see into
+        leaves, treedef = jax.tree_util.tree_flatten(like)
         try:
-            loaded[key] = eqx.tree_deserialise_leaves(
-                file, states[key], filter_spec=_reader(str(file))
-            )
+            value = treedef.unflatten([_read_leaf(f, leaf, file) for leaf in leaves])
         except CheckpointError:
             raise
-        except Exception as error:  # a truncated or garbled .npy record
+        except Exception as error:  # a garbled .npy header
             raise CheckpointError(f"{file} could not be read ({error}); it is corrupt.") from None
+        if f.read(1):
+            raise CheckpointError(f"{file} has data after its last leaf; it is corrupt.")
+    return value
+
+
+def load(model: Model, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
+    """Replace `model.states` (or only its weights) with the save at `path`; on any
+    mismatch or damage, raise `CheckpointError` and leave the model as it was."""
+    directory = _resolve(path)
+    with open_dir(directory) as fd:
+        manifest = _read_manifest(fd, directory)
+        if manifest["weights_only"] and not weights_only:
+            raise CheckpointError(
+                f"{directory} holds only the weights ({', '.join(WEIGHT_KEYS)}); load it with "
+                "weights_only=True."
+            )
+        states = model.states
+        keys = [k for k in WEIGHT_KEYS if k in states] if weights_only else list(states)
+        _check_fits(model, directory, manifest, keys, weights_only)
+        entries = {entry["key"]: entry for entry in manifest["entries"]}
+        loaded = {
+            key: _load_entry(fd, directory, entries[key], states[key])
+            for key in keys
+            if entries[key]["file"] is not None
+        }
     if weights_only:
         engine(model).commit(states.update(**loaded))
     else:

@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from ._states import States
+from ._states import States, is_prng_key
+from ._strategy import Strategy
 
 _DATA = "data"
 _MODEL = "model"
@@ -66,10 +66,6 @@ def _is_array(leaf: Any) -> bool:
     return isinstance(leaf, jax.Array | np.ndarray)
 
 
-def _is_key(leaf: Any) -> bool:
-    return jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-
-
 def _put_global(leaf: Any, sharding: NamedSharding) -> jax.Array:
     """`leaf`, the same value on every process, as one array spanning several processes.
     Each process transfers only the shards its own devices hold; nothing is communicated."""
@@ -77,7 +73,7 @@ def _put_global(leaf: Any, sharding: NamedSharding) -> jax.Array:
         if leaf.sharding == sharding:
             return leaf
         return jax.jit(lambda a: a, out_shardings=sharding)(leaf)
-    if _is_key(leaf):
+    if is_prng_key(leaf):
         impl = jax.random.key_impl(leaf)
         data = _put_global(jax.random.key_data(leaf), sharding)
         return jax.random.wrap_key_data(data, impl=impl)
@@ -85,7 +81,7 @@ def _put_global(leaf: Any, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
-class DataParallel:
+class DataParallel(Strategy):
     """Data parallelism: every batch is split along its batch axis over `devices` (a 1-D
     mesh with axis `"data"`), the model's states are replicated on each device, and XLA
     all-reduces the gradients. Results equal single-device training on the same global
@@ -417,12 +413,6 @@ def _env_int(name: str) -> int | None:
         ) from None
 
 
-def is_main_process() -> bool:
-    """Whether this is process 0, the one that writes checkpoints, logs and progress
-    output in a multi-process run (always True with one process)."""
-    return jax.process_index() == 0
-
-
 def gather_to_host(tree: Any) -> Any:
     """A host copy of `tree`: numpy arrays holding each array's full value, assembled
     from every process's shards (PRNG keys stay key arrays). With several processes it is
@@ -431,7 +421,7 @@ def gather_to_host(tree: Any) -> Any:
     def fetch(leaf: Any) -> Any:
         if not isinstance(leaf, jax.Array):
             return leaf
-        if _is_key(leaf):
+        if is_prng_key(leaf):
             data = fetch(jax.random.key_data(leaf))
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(leaf))
         if leaf.is_fully_addressable or leaf.is_fully_replicated:

@@ -15,19 +15,19 @@ weakly: a model the user drops is freed with everything its engine compiled.
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ._flat import Layout, flatten_states_on_host
 from ._jit import (
     Compiled,
     Evaluation,
     JitSteps,
-    Layout,
     carried_leaves,
     compile_evaluation,
     compile_training,
-    flatten_states_on_host,
 )
 from ._states import States
+from ._strategy import strategy_of
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -36,21 +36,43 @@ if TYPE_CHECKING:
 _ATTRIBUTE = "_engine"
 
 
+class Members(Protocol):
+    """A population run by this engine (`_population`): the model's states carry a leading
+    member axis, and `wrap` maps the model's step functions over it."""
+
+    def wrap(self, steps: JitSteps) -> JitSteps:
+        """The step functions of `steps`, mapped over the member axis of the states."""
+        ...
+
+
+class Live(Protocol):
+    """The states of a fit under way (`_loop._Live`), as the engine sees them."""
+
+    def push(self) -> None:
+        """Store the latest states on the model, if they changed since the last push."""
+
+
 class Engine:
     """The runtime side of one model (see the module docstring).
 
     Attributes read and set by the loop and by callbacks (through the model's public
     properties): `initialized` (None until known: then the model's states decide),
     `history`, `stop_training` and `resume_at` (an `(epoch, step)` that the next fit
-    starts at instead of its `initial_epoch`, set by `BackupAndRestore`).
+    starts at instead of its `initial_epoch`, set by `BackupAndRestore`), `batch_epoch`
+    (the epoch the next `train_on_batch` runs as). `members` is set by a `Population` on
+    the model that holds its stacked states: the compiled steps are then the model's own,
+    vmapped over the members, and their logs carry the member axis.
     """
 
     __slots__ = (
         "_model",
+        "live",
         "initialized",
         "history",
         "stop_training",
         "resume_at",
+        "batch_epoch",
+        "members",
         "_steps",
         "_compiled",
         "_flat",
@@ -58,10 +80,16 @@ class Engine:
 
     def __init__(self, model: Model, initialized: bool | None = None):
         self._model = weakref.ref(model)
+        # The fit under way, if any: the states it is running, which `sync` stores on the
+        # model when something reads them (see `Callback.model`).
+        self.live: Live | None = None
         self.initialized = initialized
         self.history: History | None = None
         self.stop_training = False
         self.resume_at: tuple[int, int] | None = None
+        # The epoch the next `train_on_batch` runs as (each call is a one-step epoch).
+        self.batch_epoch = 0
+        self.members: Members | None = None
         self._steps: JitSteps | None = None
         self._compiled: dict[Any, Any] = {}
         # The states last flattened for the compiled steps: (states, buffers, layout).
@@ -89,12 +117,18 @@ class Engine:
             self.initialized = initialized
         self._flat = None if flat is None else (states, *flat)
 
+    def sync(self) -> None:
+        """Bring `model.states` up to date with a fit under way (a no-op otherwise)."""
+        if self.live is not None:
+            self.live.push()
+
     # ------------------------------------------------------------------ compiled steps
 
     def jit_steps(self) -> JitSteps:
         """`model.jit_step()`, built once."""
         if self._steps is None:
-            self._steps = self.model.jit_step()
+            steps = self.model.jit_step()
+            self._steps = steps if self.members is None else self.members.wrap(steps)
         return self._steps
 
     def flat_states(self) -> tuple[list[Any], Layout]:
@@ -105,10 +139,9 @@ class Engine:
         flat = self._flat
         if flat is not None and flat[0] is model.states:
             return flat[1], flat[2]
-        states = model.states
-        if model.strategy is not None:
-            states = model.strategy.put_states(states)
-        leaves, layout = flatten_states_on_host(states, pack=model.strategy is None)
+        strategy = strategy_of(model)
+        states = strategy.put_states(model.states)
+        leaves, layout = flatten_states_on_host(states, pack=strategy.packs_states)
         self._flat = (model.states, leaves, layout)
         return leaves, layout
 
@@ -117,30 +150,40 @@ class Engine:
         that later fits compile nothing."""
         cache = self._compiled
         if layout not in cache:
-            cache[layout] = compile_training(self.model, self.jit_steps(), layout)
+            cache[layout] = compile_training(
+                self.model, self.jit_steps(), layout, members=self.members is not None
+            )
         return cache[layout]
 
     def evaluation(
-        self, layout: Layout, name: str, buffers: list[Any], args: tuple[Any, ...]
+        self,
+        layout: Layout,
+        name: str,
+        buffers: list[Any],
+        args: tuple[Any, ...],
+        ema: bool = False,
     ) -> Evaluation:
         """The compiled `test_step` or `pred_step` (`name`) for states of `layout`, built
-        once per layout. `args` are one step's arguments after the states; their shapes
-        and dtypes are used once, to find the leaves the step changes."""
+        once per layout (and per `ema`: on the EMA of the weights or not). `args` are one
+        step's arguments after the states; their shapes and dtypes are used once, to find
+        the leaves the step changes."""
         cache = self._compiled
-        if (layout, name) not in cache:
+        key = (layout, name, ema)
+        if key not in cache:
             steps = self.jit_steps()
-            carried = carried_leaves(steps, name, layout, buffers, args)
-            cache[layout, name] = compile_evaluation(self.model, steps, name, layout, carried)
-        return cache[layout, name]
+            carried = carried_leaves(steps, name, layout, buffers, args, ema)
+            cache[key] = compile_evaluation(
+                self.model, steps, name, layout, carried, members=self.members is not None
+            )
+        return cache[key]
 
     def initialize(self, batch: Any, class_weight: Any) -> States:
         """Run the model's init step on `batch` and commit the result."""
         model = self.model
         steps = self.jit_steps()
-        states = model.states
-        if model.strategy is not None:
-            states = model.strategy.put_states(states)
-            batch = model.strategy.put_batch(batch, False)
+        strategy = strategy_of(model)
+        states = strategy.put_states(model.states)
+        batch = strategy.put_batch(batch, False)
         states = steps.jit(steps.init)(states, batch, class_weight)
         self.commit(states, initialized=True)
         return states

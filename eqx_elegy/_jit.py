@@ -1,17 +1,15 @@
-"""The step functions the loop runs, and their compiled, flat-state form.
+"""The step functions the loop runs, and their compiled form on flat states.
 
-`Model.jit_step` returns `JitSteps`: pure functions of `States`. The loop compiles each
-once per model and per structure of the states, with the states passed as a flat list of
-arrays: flattening equinox modules in Python on every call would cost more than a small
-model's whole step, while a list of arrays crosses into the compiled call in C++.
+`Model.jit_step` returns `JitSteps`: the model's steps as pure functions of `States`,
+one per step kind the loops run (`_steps.KINDS`), each built by `_step_function`. The
+engine compiles them once per model and per structure of the states, taking the states
+as the flat buffers of `_flat` (`compile_training`, `compile_evaluation`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
-import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -21,14 +19,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend.core import jaxpr_as_fun
 
+from ._flat import (
+    Layout,
+    checked_buffers,
+    flatten_states,
+    unflatten_states,
+    unpack_leaves,
+)
 from ._states import RNGSeq, States
+from ._steps import KINDS, StepKind, run_step
+from ._strategy import Strategy, strategy_of
 
 if TYPE_CHECKING:
     from ._model import Model
-
-# Separate random streams per kind of call, so that training, evaluation, prediction and
-# initialisation never reuse a key.
-_TRAIN, _TEST, _PRED, _INIT = 0, 1, 2, 3
 
 
 class JitSteps(NamedTuple):
@@ -64,16 +67,86 @@ def _stripped(model: Model) -> Model:
     )
 
 
-def _step_rngs(rng: Any, seed: int, kind: int, epoch: Any, step: Any) -> tuple[RNGSeq, RNGSeq]:
+def _step_rngs(rng: Any, seed: int, stream: int, epoch: Any, step: Any) -> tuple[RNGSeq, RNGSeq]:
     """The RNGs of one step: for `states.rng` and for the injected `rng`. They depend only
-    on the model's seed, the kind of call, the epoch and the step."""
+    on the model's seed, the kind's random stream, the epoch and the step."""
     base = rng.key if isinstance(rng, RNGSeq) else jax.random.key(seed)
-    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(base, kind), epoch), step)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(base, stream), epoch), step)
     return RNGSeq(jax.random.fold_in(key, 0)), RNGSeq(jax.random.fold_in(key, 1))
 
 
-def _as_logs(logs: Mapping[str, Any]) -> dict[str, jax.Array]:
-    return {name: jnp.asarray(value) for name, value in logs.items()}
+def _laid_out(strategy: Strategy, out: Any, new: States, old: States) -> tuple[Any, States]:
+    """A step's outputs and new states pinned to the layout of the model's strategy, so
+    that the states a step returns are placed as those it got: no
+    recompiles, and donation still applies. Leaves the step passed through untouched keep
+    their identity, so that an evaluation carries (and copies) only the leaves it
+    changes."""
+    treedef: Any  # jax's PyTreeDef, which mypy cannot compare
+    new_leaves, treedef = jax.tree.flatten(new)
+    old_leaves, old_treedef = jax.tree.flatten(old)
+    placed = strategy.constrain_states(new)
+    if treedef != old_treedef:
+        return strategy.constrain_outputs(out), placed
+    kept = [
+        leaf if leaf is before else constrained
+        for leaf, before, constrained in zip(
+            new_leaves, old_leaves, jax.tree.leaves(placed), strict=True
+        )
+    ]
+    return strategy.constrain_outputs(out), jax.tree.unflatten(treedef, kept)
+
+
+def _step_function(static: Model, kind: StepKind) -> Callable[..., Any]:
+    """Step `kind` of the model as the pure function `JitSteps` holds for it: it takes the
+    states and then `kind.arguments`, gives the step its RNGs (from the seed, the kind's
+    stream, the epoch and the step), runs it by injection with the kind's flags, and
+    returns the element `kind.returns` with the new states (or the new states alone),
+    laid out by the model's strategy. `static` is the model without its states."""
+    seed, strategy, names = static.seed, strategy_of(static), kind.arguments
+
+    def run(states: States, *args: Any) -> Any:
+        given = dict(zip(names, args, strict=True))
+        rng = states.rng
+        if kind.initializing and not isinstance(rng, RNGSeq):
+            rng = RNGSeq(seed)
+        srng, irng = _step_rngs(rng, seed, kind.stream, given.get("epoch", 0), given.get("step", 0))
+        available: dict[str, Any] = {
+            "states": states.update(rng=srng),
+            "initializing": kind.initializing,
+            "training": kind.training,
+            "rng": irng,
+        }
+        if "batch" in given:
+            x, y, sample_weight = given["batch"]
+            available.update(
+                x=x, y_true=y, sample_weight=sample_weight, class_weight=given["class_weight"]
+            )
+        else:
+            available["x"] = given["x"]
+        out = run_step(static, kind.name, **available)
+        parts = dict(zip(kind.outputs, (out,) if len(kind.outputs) == 1 else out, strict=True))
+        new = parts["states"].update(rng=rng)
+        if kind.returns is None:
+            return _laid_out(strategy, None, new, states)[1]
+        result = parts[kind.returns]
+        if kind.returns == "logs":
+            result = {name: jnp.asarray(value) for name, value in result.items()}
+        return _laid_out(strategy, result, new, states)
+
+    return run
+
+
+def build_jit_steps(model: Model) -> JitSteps:
+    """The default `jit_step`: the model's steps, with per-step RNGs, as pure functions
+    closing over the model's configuration (not its states)."""
+    static = _stripped(model)
+    return JitSteps(
+        **{
+            kind.compiled: _step_function(static, kind)
+            for kind in KINDS.values()
+            if kind.compiled is not None
+        }
+    )
 
 
 @functools.partial(
@@ -103,98 +176,6 @@ def pack_logs(logs: Mapping[str, Any]) -> PackedLogs:
     with jax.numpy_dtype_promotion("standard"):
         dtype = jnp.result_type(*(logs[k] for k in names))
     return PackedLogs(names, jnp.stack([logs[k].astype(dtype) for k in names]), rest)
-
-
-def build_jit_steps(model: Model) -> JitSteps:
-    """The default `jit_step`: the model's steps, with per-step RNGs, as pure functions
-    closing over the model's configuration (not its states)."""
-    static = _stripped(model)
-    seed = model.seed
-    strategy = model.strategy
-
-    def laid_out(out: Any, new: States, old: States) -> tuple[Any, States]:
-        # A distribution strategy pins each step's outputs to its layout, so the states a
-        # step returns are placed as those it got: no recompiles, donation still applies.
-        # Leaves the step passed through untouched keep their identity, so that an
-        # evaluation carries (and copies) only the leaves it changes.
-        if strategy is None:
-            return out, new
-        treedef: Any  # jax's PyTreeDef, which mypy cannot compare
-        new_leaves, treedef = jax.tree.flatten(new)
-        old_leaves, old_treedef = jax.tree.flatten(old)
-        placed = strategy.constrain_states(new)
-        if treedef != old_treedef:
-            return strategy.constrain_outputs(out), placed
-        kept = [
-            leaf if leaf is before else constrained
-            for leaf, before, constrained in zip(
-                new_leaves, old_leaves, jax.tree.leaves(placed), strict=True
-            )
-        ]
-        return strategy.constrain_outputs(out), jax.tree.unflatten(treedef, kept)
-
-    def train(states: States, batch: Any, class_weight: Any, epoch: Any, step: Any) -> Any:
-        x, y, sample_weight = batch
-        srng, irng = _step_rngs(states.rng, seed, _TRAIN, epoch, step)
-        logs, new = static._run(
-            "train_step",
-            x=x,
-            y_true=y,
-            sample_weight=sample_weight,
-            class_weight=class_weight,
-            states=states.update(rng=srng),
-            initializing=False,
-            training=True,
-            rng=irng,
-        )
-        return laid_out(_as_logs(logs), new.update(rng=states.rng), states)
-
-    def test(states: States, batch: Any, class_weight: Any, step: Any) -> Any:
-        x, y, sample_weight = batch
-        srng, irng = _step_rngs(states.rng, seed, _TEST, 0, step)
-        _, logs, new = static._run(
-            "test_step",
-            x=x,
-            y_true=y,
-            sample_weight=sample_weight,
-            class_weight=class_weight,
-            states=states.update(rng=srng),
-            initializing=False,
-            training=False,
-            rng=irng,
-        )
-        return laid_out(_as_logs(logs), new.update(rng=states.rng), states)
-
-    def pred(states: States, x: Any, step: Any) -> Any:
-        srng, irng = _step_rngs(states.rng, seed, _PRED, 0, step)
-        y_pred, new = static._run(
-            "pred_step",
-            x=x,
-            states=states.update(rng=srng),
-            initializing=False,
-            training=False,
-            rng=irng,
-        )
-        return laid_out(y_pred, new.update(rng=states.rng), states)
-
-    def init(states: States, batch: Any, class_weight: Any) -> States:
-        x, y, sample_weight = batch
-        rng = states.rng if isinstance(states.rng, RNGSeq) else RNGSeq(seed)
-        srng, irng = _step_rngs(rng, seed, _INIT, 0, 0)
-        new = static._run(
-            "init_step",
-            x=x,
-            y_true=y,
-            sample_weight=sample_weight,
-            class_weight=class_weight,
-            states=states.update(rng=srng),
-            initializing=True,
-            training=True,
-            rng=irng,
-        )
-        return laid_out(None, new.update(rng=rng), states)[1]
-
-    return JitSteps(init=init, train=train, test=test, pred=pred)
 
 
 class Compiled(NamedTuple):
@@ -227,219 +208,36 @@ class Evaluation(NamedTuple):
     chunk: Callable[..., tuple[Any, Carry]]
 
 
-# Leaves up to this many elements are packed into shared buffers (see `Layout`).
-PACK_LIMIT = 16384
+def evaluation_function(steps: JitSteps, kind: StepKind, ema: bool) -> Callable[..., Any]:
+    """The function of `steps` that evaluation kind `kind` compiles: with `ema`, it runs on
+    the EMA of the weights (`states.ema_params` in place of `net_params`) and gives back
+    the states with the raw weights, as they were."""
+    fn: Callable[..., Any] = getattr(steps, str(kind.compiled))
+    if not ema:
+        return fn
 
-
-class Layout(NamedTuple):
-    """How the flat buffers a compiled step takes map back to `States`.
-
-    Every call of a compiled function pays per argument and per result (a few
-    microseconds each on CPU), and a small model's states are dozens of scalars and small
-    arrays (metric counters, biases, optimizer counts). So leaves of up to `PACK_LIMIT`
-    elements travel packed, bit for bit, into one unsigned-integer buffer per bit width
-    (float32, int32 and PRNG key data share one uint32 buffer); larger leaves travel as
-    themselves. Typed PRNG keys travel as their raw key data. `slots[i]` is
-    `(buffer, offset, shape, dtype)` for leaf `i`, offset -1 meaning the buffer is the
-    leaf itself; `buffers` gives each packed buffer's dtype.
-    """
-
-    treedef: Any
-    keys: tuple[tuple[int, Any], ...]
-    slots: tuple[tuple[int, int, tuple[int, ...], Any], ...]
-    buffers: tuple[Any, ...]
-    packed: bool
-
-
-def _is_key(leaf: Any) -> bool:
-    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-
-
-def _carrier(dtype: Any) -> Any:
-    """The dtype a packed leaf of `dtype` travels as: the unsigned integer of its width
-    for numbers (a free bitcast), else its own."""
-    if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating):
-        return jnp.dtype(f"uint{8 * jnp.dtype(dtype).itemsize}")
-    return jnp.dtype(dtype)
-
-
-def _raw_leaves(states: Any) -> tuple[list[Any], Any, tuple[tuple[int, Any], ...]]:
-    """The leaves of `states` with typed PRNG keys replaced by their key data."""
-    leaves, treedef = jax.tree.flatten(states)
-    keys = tuple((i, jax.random.key_impl(leaf)) for i, leaf in enumerate(leaves) if _is_key(leaf))
-    for i, _ in keys:
-        leaves[i] = jax.random.key_data(leaves[i])
-    return leaves, treedef, keys
-
-
-def _layout(leaves: list[Any], treedef: Any, keys: Any, pack: bool) -> Layout:
-    slots: list[Any] = []
-    unpacked = 0
-    groups: dict[Any, list[int]] = {}
-    for i, leaf in enumerate(leaves):
-        shape, dtype = tuple(getattr(leaf, "shape", ())), getattr(leaf, "dtype", None)
-        if pack and dtype is not None and math.prod(shape) <= PACK_LIMIT:
-            groups.setdefault(_carrier(dtype), []).append(i)
-            slots.append((-1, 0, shape, dtype))  # filled in below
-        else:
-            slots.append((unpacked, -1, shape, dtype))
-            unpacked += 1
-    carriers: list[Any] = [None] * unpacked
-    for carrier, indices in groups.items():
-        offset = 0
-        for i in indices:
-            _, _, shape, dtype = slots[i]
-            slots[i] = (len(carriers), offset, shape, dtype)
-            offset += math.prod(shape)
-        carriers.append(carrier)
-    return Layout(treedef, keys, tuple(slots), tuple(carriers), pack)
-
-
-def _pack(layout: Layout, leaves: list[Any]) -> list[Any]:
-    buffers: list[Any] = [None] * len(layout.buffers)
-    parts: dict[int, list[Any]] = {}
-    for leaf, (index, offset, _, _) in zip(leaves, layout.slots, strict=True):
-        if offset < 0:
-            buffers[index] = leaf
-        else:
-            bits = jax.lax.bitcast_convert_type(leaf, layout.buffers[index])
-            parts.setdefault(index, []).append(jnp.ravel(bits))
-    for index, ravelled in parts.items():
-        buffers[index] = jnp.concatenate(ravelled)
-    return buffers
-
-
-def flatten_states(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
-    """The states as a short list of arrays, and the layout to rebuild them. Works on
-    concrete arrays and, inside a compiled step, on tracers."""
-    leaves, treedef, keys = _raw_leaves(states)
-    layout = _layout(leaves, treedef, keys, pack)
-    return _pack(layout, leaves), layout
-
-
-@functools.cache
-def _host_pack(layout: Layout) -> Callable[[list[Any]], list[Any]]:
-    return jax.jit(functools.partial(_pack, layout))
-
-
-def flatten_states_on_host(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
-    """`flatten_states` for concrete arrays: one compiled call instead of an eager op per
-    leaf."""
-    leaves, treedef, keys = _raw_leaves(states)
-    layout = _layout(leaves, treedef, keys, pack)
-    if not pack:
-        return leaves, layout
-    return _host_pack(layout)(leaves), layout
-
-
-def _unpack(layout: Layout, buffers: list[Any]) -> list[Any]:
-    leaves = []
-    for index, offset, shape, dtype in layout.slots:
-        leaf = buffers[index]
-        if offset >= 0:
-            bits = jnp.reshape(leaf[offset : offset + math.prod(shape)], shape)
-            leaf = jax.lax.bitcast_convert_type(bits, dtype)
-        leaves.append(leaf)
-    for i, impl in layout.keys:
-        leaves[i] = jax.random.wrap_key_data(leaves[i], impl=impl)
-    return leaves
-
-
-def unflatten_states(layout: Layout, buffers: list[Any]) -> Any:
-    """Inverse of `flatten_states`."""
-    return jax.tree.unflatten(layout.treedef, _unpack(layout, buffers))
-
-
-@functools.cache
-def _host_unpack(layout: Layout) -> Callable[[list[Any]], list[Any]]:
-    return jax.jit(functools.partial(_unpack, layout))
-
-
-def unflatten_states_on_host(layout: Layout, buffers: list[Any]) -> Any:
-    """`unflatten_states` for concrete buffers: one compiled call instead of an eager
-    slice per leaf."""
-    if not layout.packed and not layout.keys:
-        return jax.tree.unflatten(layout.treedef, list(buffers))
-    return jax.tree.unflatten(layout.treedef, _host_unpack(layout)(list(buffers)))
-
-
-def _checked(new: Any, layout: Layout, owner: str, name: str) -> list[Any]:
-    """The flat buffers of the states `new` a step returned, checked to have the layout
-    of the states it received."""
-    new_buffers, new_layout = flatten_states(new, pack=layout.packed)
-    if new_layout != layout:
-        raise TypeError(
-            f"{owner}.{name} changed the structure, shapes or dtypes of the states after "
-            f"initialisation: {_difference(layout, new_layout, new)}.\nCreate every entry, "
-            "with its final shape and dtype, when `initializing` is True (or in "
-            "init_step/states_step) so that each step returns states like the ones it received."
-        )
-    return new_buffers
-
-
-def _difference(layout: Layout, new_layout: Layout, new: Any) -> str:
-    """The first difference between two layouts, for an error message."""
-    if new_layout.treedef != layout.treedef:
-        return f"\nBefore: {layout.treedef}\nAfter:  {new_layout.treedef}"
-    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(new)]
-    paths = [re.sub(r"^\._data\['([^']*)'\]", r".\1", path) for path in paths]  # States' entries
-    for path, (*_, shape, dtype), (*_, new_shape, new_dtype) in zip(
-        paths, layout.slots, new_layout.slots, strict=True
-    ):
-        if (shape, dtype) != (new_shape, new_dtype):
-            return (
-                f"states{path} was {_aval(shape, dtype)} and became {_aval(new_shape, new_dtype)}"
+    def on_ema(states: States, *args: Any) -> Any:
+        swapped = states.update(net_params=states.ema_params)
+        out, new = fn(swapped, *args)
+        # The step left the weights as it got them: give back the raw ones, untouched.
+        got: Any = jax.tree.structure(new.net_params)  # jax's PyTreeDef, which mypy
+        given: Any = jax.tree.structure(swapped.net_params)  # cannot compare
+        if got == given and all(
+            a is b
+            for a, b in zip(
+                jax.tree.leaves(new.net_params), jax.tree.leaves(swapped.net_params), strict=True
             )
-    return "its PRNG keys changed implementation"
+        ):
+            new = new.update(net_params=states.net_params)
+        return out, new
+
+    return on_ema
 
 
-def _aval(shape: tuple[int, ...], dtype: Any) -> str:
-    return f"{jnp.dtype(dtype).name}{list(shape)}"
-
-
-def _counted(fn: Callable[..., tuple[Any, States]], name: str) -> Callable[..., tuple[Any, States]]:
-    """`fn` taking `counter`, `[epoch, step]` in one int32 array (one argument crossing
-    into the compiled call instead of two), as its last argument."""
-
-    def wrapped(states: States, data: Any, *rest: Any) -> tuple[Any, States]:
-        *fixed, counter = rest
-        if name == "train_step":
-            return fn(states, data, *fixed, counter[0], counter[1])
-        return fn(states, data, *fixed, counter[1])
-
-    return wrapped
-
-
-def _training(
-    fn: Callable[..., tuple[Any, States]], layout: Layout, owner: str
-) -> tuple[Callable[..., tuple[Any, list[Any]]], Callable[..., tuple[Any, list[Any]]]]:
-    """The train step `fn` on the flat buffers of `layout`, checking that it returns
-    states of the same layout: for one batch, and for a stacked chunk of batches through
-    `lax.scan`. The chunk unpacks the states once, runs its steps on them as they are,
-    and packs them once at the end."""
-    step = _counted(fn, "train_step")
-
-    def checked(states: States, batch: Any, *rest: Any) -> tuple[Any, States, list[Any]]:
-        logs, new = step(states, batch, *rest)
-        return pack_logs(logs), new, _checked(new, layout, owner, "train_step")
-
-    def one(buffers: list[Any], batch: Any, *rest: Any) -> tuple[Any, list[Any]]:
-        logs, _, new_buffers = checked(unflatten_states(layout, buffers), batch, *rest)
-        return logs, new_buffers
-
-    def chunk(buffers: list[Any], batches: Any, *rest: Any) -> tuple[Any, list[Any]]:
-        *fixed, counter = rest
-
-        def body(states: States, inputs: tuple[Any, Any]) -> tuple[States, Any]:
-            batch, i = inputs
-            logs, new, _ = checked(states, batch, *fixed, counter.at[1].add(i))
-            return new, logs
-
-        indices = jnp.arange(jax.tree.leaves(batches)[0].shape[0], dtype=jnp.int32)
-        states, logs = jax.lax.scan(body, unflatten_states(layout, buffers), (batches, indices))
-        return logs, flatten_states(states, pack=layout.packed)[0]
-
-    return one, chunk
+def _counter_args(kind: StepKind, counter: Any) -> tuple[Any, ...]:
+    """The `epoch` and `step` arguments of step `kind` from `counter`, `[epoch, step]` in
+    one int32 array (one argument crossing into the compiled call instead of two)."""
+    return (counter[0], counter[1]) if "epoch" in kind.arguments else (counter[1],)
 
 
 def _metrics_reset(model: Model) -> Callable[[States], States] | None:
@@ -451,22 +249,60 @@ def _metrics_reset(model: Model) -> Callable[[States], States] | None:
     return lambda states: states.update(metrics_states=metrics.init())
 
 
-def _fresh_epochs(
-    fn: Callable[..., tuple[Any, States]], reset: Callable[[States], States] | None
-) -> Callable[..., tuple[Any, States]]:
-    """The train step `fn`, resetting the metrics first when `step` is an epoch's first:
-    inside the compiled step, so an epoch's start costs no extra call or compile."""
-    if reset is None:
-        return fn
+def _per_member(fn: Callable[..., Any], members: bool) -> Callable[..., Any]:
+    """`fn` mapped over the leading member axis of a population's states (and of the logs
+    they produce), or `fn` itself for one model."""
+    return jax.vmap(fn) if members else fn
 
-    def train(states: States, batch: Any, class_weight: Any, epoch: Any, step: Any) -> Any:
-        fresh = reset(states).metrics_states
-        metrics = jax.tree.map(
-            lambda new, old: jnp.where(step == 0, new, old), fresh, states.metrics_states
+
+def _training(
+    fn: Callable[..., tuple[Any, States]],
+    layout: Layout,
+    owner: str,
+    reset: Callable[[States], States] | None,
+    members: bool = False,
+) -> tuple[Callable[..., tuple[Any, list[Any]]], Callable[..., tuple[Any, list[Any]]]]:
+    """The train step `fn` on the flat buffers of `layout`, checking that it returns
+    states of the same layout: for one batch, and for a stacked chunk of batches through
+    `lax.scan`. The chunk unpacks the states once, runs its steps on them as they are,
+    and packs them once at the end. With `reset`, an epoch's first step (`step` 0)
+    starts from fresh metrics: inside the compiled step, so an epoch's start costs no
+    extra call or compile. With `members`, the states (and logs) of a population carry a
+    leading member axis, over which `fn` is already mapped."""
+    kind = KINDS["train_step"]
+    packed = _per_member(pack_logs, members)
+    if reset is not None:
+        reset = _per_member(reset, members)
+
+    def checked(states: States, batch: Any, class_weight: Any, counter: Any) -> Any:
+        if reset is not None:
+            fresh = reset(states).metrics_states
+            metrics = jax.tree.map(
+                lambda new, old: jnp.where(counter[1] == 0, new, old),
+                fresh,
+                states.metrics_states,
+            )
+            states = states.update(metrics_states=metrics)
+        logs, new = fn(states, batch, class_weight, *_counter_args(kind, counter))
+        return packed(logs), new, checked_buffers(new, layout, owner, kind.name)
+
+    def one(buffers: list[Any], batch: Any, class_weight: Any, counter: Any) -> Any:
+        logs, _, new_buffers = checked(
+            unflatten_states(layout, buffers), batch, class_weight, counter
         )
-        return fn(states.update(metrics_states=metrics), batch, class_weight, epoch, step)
+        return logs, new_buffers
 
-    return train
+    def chunk(buffers: list[Any], batches: Any, class_weight: Any, counter: Any) -> Any:
+        def body(states: States, inputs: tuple[Any, Any]) -> tuple[States, Any]:
+            batch, i = inputs
+            logs, new, _ = checked(states, batch, class_weight, counter.at[1].add(i))
+            return new, logs
+
+        indices = jnp.arange(jax.tree.leaves(batches)[0].shape[0], dtype=jnp.int32)
+        states, logs = jax.lax.scan(body, unflatten_states(layout, buffers), (batches, indices))
+        return logs, flatten_states(states, pack=layout.packed)[0]
+
+    return one, chunk
 
 
 def _scan_or_steps(scanned: Callable[..., Any], stepwise: Callable[..., Any]) -> Callable[..., Any]:
@@ -542,11 +378,15 @@ def _eval_steps(one: Callable[..., tuple[Any, Carry]]) -> Callable[..., Any]:
     return chunk
 
 
-def compile_training(model: Model, steps: JitSteps, layout: Layout) -> Compiled:
+def compile_training(
+    model: Model, steps: JitSteps, layout: Layout, *, members: bool = False
+) -> Compiled:
     """The compiled training steps of `model` (from its `steps`) for states of the given
-    layout. They close over the model's configuration, not over the model."""
-    step = _fresh_epochs(steps.train, _metrics_reset(model))
-    one, chunk = _training(step, layout, type(model).__name__)
+    layout. They close over the model's configuration, not over the model. `members`: the
+    states are a population's, and `steps` are mapped over its members."""
+    one, chunk = _training(
+        steps.train, layout, type(model).__name__, _metrics_reset(model), members
+    )
     train = steps.jit(one, donate_argnums=0)
     return Compiled(
         train=train,
@@ -563,19 +403,34 @@ class _Carried(NamedTuple):
     step: Callable[..., tuple[Any, States]]
 
 
-def _carried(
-    fn: Callable[..., tuple[Any, States]], layout: Layout, buffers: list[Any], args: tuple[Any, ...]
+def carried_leaves(
+    steps: JitSteps,
+    name: str,
+    layout: Layout,
+    buffers: list[Any],
+    args: tuple[Any, ...],
+    ema: bool = False,
 ) -> _Carried:
-    """The leaves of the states that `fn(states, *args)` changes: found by tracing it
-    once, abstractly, and checking which leaves it passes through untouched.
+    """The leaves of the states that the evaluation step `name` (`test_step` or
+    `pred_step`) changes, for states of `layout`: found by tracing it once, abstractly,
+    and checking which leaves it passes through untouched. `args` are one step's
+    arguments after the states, the counter last (only their shapes and dtypes are
+    used). `ema`: the step runs on the EMA weights (see `evaluation_function`).
 
-    That trace is kept: the returned `step` replays it for arguments of the same shapes
-    and dtypes (and calls `fn` for others), so that compiling the evaluation does not run
-    the step's Python code a second time (once per compilation, DESIGN §9)."""
+    That trace is kept: the returned `step(states, *args)` replays it for arguments of
+    the same shapes and dtypes (and runs the step for others), so that compiling the
+    evaluation does not run the step's Python code a second time (once per compilation,
+    DESIGN §9)."""
+    kind = KINDS[name]
+    fn = evaluation_function(steps, kind, ema)
     found: list[tuple[tuple[int, ...], Layout]] = []
 
+    def run(states: States, *args: Any) -> tuple[Any, States]:
+        *fixed, counter = args
+        return fn(states, *fixed, *_counter_args(kind, counter))
+
     def traced(leaves: list[Any], *args: Any) -> Any:
-        out, new = fn(jax.tree.unflatten(layout.treedef, leaves), *args)
+        out, new = run(jax.tree.unflatten(layout.treedef, leaves), *args)
         new_leaves, treedef = jax.tree.flatten(new)
         if treedef != layout.treedef:  # the step's own trace raises the clear error
             new_leaves = [None] * len(leaves)
@@ -587,7 +442,7 @@ def _carried(
         found.append((indices, carried))
         return out, new
 
-    leaves = jax.eval_shape(functools.partial(_unpack, layout), buffers)
+    leaves = jax.eval_shape(functools.partial(unpack_leaves, layout), buffers)
     closed, shapes = jax.make_jaxpr(traced, return_shape=True)(leaves, *args)
     in_tree = jax.tree.structure((leaves, *args))
     out_tree = jax.tree.structure(shapes)
@@ -597,7 +452,7 @@ def _carried(
     def step(states: States, *args: Any) -> tuple[Any, States]:
         flat, tree = jax.tree.flatten((jax.tree.leaves(states), *args))
         if tree != in_tree or [_type(a) for a in flat] != types:
-            return fn(states, *args)
+            return run(states, *args)
         return jax.tree.unflatten(out_tree, replay(*flat))
 
     return _Carried(*found[0], step)
@@ -608,35 +463,28 @@ def _type(value: Any) -> tuple[tuple[int, ...], Any]:
     return aval.shape, aval.dtype
 
 
-def carried_leaves(
-    steps: JitSteps, name: str, layout: Layout, buffers: list[Any], args: tuple[Any, ...]
-) -> _Carried:
-    """The leaves of the states that the evaluation step `name` (`test_step` or
-    `pred_step`) changes, for states of `layout`; `args` are one step's arguments after
-    the states (their shapes and dtypes are all that is used)."""
-    fn = _counted(steps.test if name == "test_step" else steps.pred, name)
-    return _carried(fn, layout, buffers, args)
-
-
 def compile_evaluation(
-    model: Model, steps: JitSteps, name: str, layout: Layout, carried: _Carried
+    model: Model,
+    steps: JitSteps,
+    name: str,
+    layout: Layout,
+    carried: _Carried,
+    *,
+    members: bool = False,
 ) -> Evaluation:
     """The compiled `test_step` or `pred_step` (`name`) of `model` for states of the given
-    layout, carrying the leaves `carried` names."""
-    return _evaluation(model, steps.jit, carried.step, layout, name, carried)
-
-
-def _evaluation(
-    model: Model,
-    jit: Callable[..., Any],
-    fn: Callable[..., tuple[Any, States]],
-    layout: Layout,
-    name: str,
-    carried: _Carried,
-) -> Evaluation:
+    layout: `carried.step` (on the EMA of the weights when `carried` was found with
+    `ema`), carrying the leaves `carried` names (see `Evaluation`). `members`: as in
+    `compile_training`."""
+    kind = KINDS[name]
+    fn = carried.step
+    jit = steps.jit
     owner = type(model).__name__
-    reset = _metrics_reset(model) if name == "test_step" else None
-    strategy = model.strategy
+    reset = _metrics_reset(model) if kind.packed_logs else None
+    if reset is not None:
+        reset = _per_member(reset, members)
+    packed = _per_member(pack_logs, members)
+    strategy = strategy_of(model)
     indices = carried.indices
 
     def carried_of(leaves: list[Any], counter: Any) -> list[Any]:
@@ -646,24 +494,24 @@ def _evaluation(
         states = unflatten_states(layout, buffers)
         if reset is not None:
             states = reset(states)
-        if strategy is not None:  # laid out as the step will return them
-            states = strategy.constrain_states(states)
+        states = strategy.constrain_states(states)  # laid out as the step will return them
         return carried_of(jax.tree.leaves(states), jnp.zeros(2, jnp.int32))
 
     def step(buffers: list[Any], carry: Carry, data: Any, *fixed: Any) -> tuple[Any, Carry]:
-        counter, *changed = _unpack(carried.layout, carry)
-        leaves = _unpack(layout, buffers)
+        counter, *changed = unpack_leaves(carried.layout, carry)
+        leaves = unpack_leaves(layout, buffers)
         for i, leaf in zip(indices, changed, strict=True):
             leaves[i] = leaf
-        out, new = fn(jax.tree.unflatten(layout.treedef, leaves), data, *fixed, counter)
-        _checked(new, layout, owner, name)
+        states = jax.tree.unflatten(layout.treedef, leaves)
+        out, new = fn(states, data, *fixed, counter)
+        checked_buffers(new, layout, owner, name)
         new_leaves = jax.tree.leaves(new)
         if any(new_leaves[i] is not leaves[i] for i in set(range(len(leaves))) - set(indices)):
             raise TypeError(
                 f"{owner}.{name} changes different entries of the states for different batch "
                 "shapes; an evaluation step must change the same entries for every batch."
             )
-        out = pack_logs(out) if name == "test_step" else out
+        out = packed(out) if kind.packed_logs else out
         return out, carried_of(new_leaves, counter.at[1].add(1))
 
     def chunk(buffers: list[Any], carry: Carry, batches: Any, *fixed: Any) -> tuple[Any, Carry]:

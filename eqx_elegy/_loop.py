@@ -11,29 +11,26 @@ from __future__ import annotations
 import math
 import signal
 import threading
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import jax
 import numpy as np
 
 from ._engine import Engine, engine
-from ._jit import (
-    Carry,
-    Evaluation,
-    Layout,
-    PackedLogs,
-    flatten_states_on_host,
-    unflatten_states_on_host,
-)
-from ._preflight import check_checkpoint_fields, check_sparse_labels, output_shapes
+from ._export import remember_inputs
+from ._flat import Layout, flatten_states_on_host, unflatten_states_on_host
+from ._jit import Carry, Evaluation, PackedLogs
+from ._preflight import check_callbacks, check_sparse_labels, output_shapes
 from ._states import States
 from ._steps import require_predictor
+from ._strategy import strategy_of
+from ._warn import warn_user
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
 from .callbacks._callback import as_callbacks
-from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, is_source, prefetch
+from .callbacks._reduce_lr import learning_rate_log
+from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, epoch_chunks, is_source
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -71,7 +68,7 @@ class LazyLogs(Mapping[str, float]):
             else:
                 host = jax.device_get(dict(logs))
             self._host = {
-                k: float(host[k] if self._index is None else host[k][self._index])
+                k: _host_value(host[k] if self._index is None else host[k][self._index])
                 for k in self._names()
             }
         return self._host
@@ -87,6 +84,12 @@ class LazyLogs(Mapping[str, float]):
 
     def __repr__(self) -> str:
         return f"LazyLogs({self._values()})"
+
+
+def _host_value(value: Any) -> Any:
+    """A log value on the host: a float, or for a population (whose logs carry a leading
+    member axis) a numpy array with one value per member."""
+    return float(value) if np.ndim(value) == 0 else np.asarray(value)
 
 
 def _host_logs(logs: Any, stacked: bool) -> dict[str, float]:
@@ -176,8 +179,9 @@ def _check_validation(model: Model, val: DataAdapter) -> None:
         output_shapes(model, val.first_batch()[0], "validation_data")
 
 
-def _unpack(data: Any, argument: str) -> tuple[Any, Any, Any]:
-    """`(x, y)` or `(x, y, sample_weight)` (a list works too, as in Keras)."""
+def _validation_parts(data: Any, argument: str) -> tuple[Any, Any, Any]:
+    """`(x, y, sample_weight)` from validation data given as arrays: `(x, y)` or
+    `(x, y, sample_weight)` (a list works too, as in Keras)."""
     if isinstance(data, tuple | list) and len(data) in (2, 3):
         x, y, *rest = data
         return x, y, rest[0] if rest else None
@@ -256,8 +260,8 @@ def _owned(states: Any) -> Any:
 
 
 def _placed(model: Model, states: States) -> States:
-    """The states as the model's distribution strategy lays them out (if any)."""
-    return states if model.strategy is None else model.strategy.put_states(states)
+    """The states as the model's strategy lays them out."""
+    return strategy_of(model).put_states(states)
 
 
 def _resume_point(run: Engine, initial_epoch: int) -> tuple[int, int]:
@@ -267,57 +271,13 @@ def _resume_point(run: Engine, initial_epoch: int) -> tuple[int, int]:
     return (initial_epoch, 0) if resume is None else resume
 
 
-def _skipped(chunks: Iterator[Chunk], steps: int) -> Iterator[Chunk]:
-    """The chunks after the first `steps` steps (an epoch resumed mid-way), splitting a
-    stacked chunk that straddles that point."""
-    for chunk in chunks:
-        if steps >= chunk.steps:
-            steps -= chunk.steps
-            continue
-        if steps:
-            for i in range(steps, chunk.steps):
-                yield Chunk(jax.tree.map(lambda a, i=i: a[i], chunk.batch), 1, False)
-            steps = 0
-            continue
-        yield chunk
-
-
 def _feed(
-    model: Model,
-    data: DataAdapter,
-    epoch: int,
-    spe: int,
-    steps: int | None,
-    skip: int = 0,
+    model: Model, data: DataAdapter, epoch: int, spe: int, steps: int | None, skip: int = 0
 ) -> Iterator[Chunk]:
-    """The chunks a loop runs: at most `steps` steps of `epoch` after the first `skip`
-    (an epoch resumed mid-way), placed by the model's distribution strategy (if any) and
-    fetched ahead of use as `data` asks."""
-    strategy = model.strategy
-    put = None if strategy is None else strategy.put_batch
-    chunks = data.chunks(epoch, spe)
-    chunks = _limited(_skipped(chunks, skip) if skip else chunks, steps)
-    return prefetch(chunks, put=put, size=data.prefetch_size)
-
-
-def _limited(chunks: Iterator[Chunk], steps: int | None) -> Iterator[Chunk]:
-    """Chunks up to `steps` steps in all, splitting a stacked chunk that would overrun."""
-    return chunks if steps is None else _first_steps(chunks, steps)
-
-
-def _first_steps(chunks: Iterator[Chunk], steps: int) -> Iterator[Chunk]:
-    done = 0
-    for chunk in chunks:
-        if done + chunk.steps > steps:
-            if not chunk.stacked:
-                return
-            for i in range(steps - done):
-                yield Chunk(jax.tree.map(lambda a, i=i: a[i], chunk.batch), 1, False)
-            return
-        yield chunk
-        done += chunk.steps
-        if done >= steps:
-            return
+    """The chunks a loop runs (see `data.epoch_chunks`), placed by the model's strategy."""
+    strategy = strategy_of(model)
+    put = strategy.put_batch if strategy.places_batches else None
+    return epoch_chunks(data, epoch, steps_per_execution=spe, steps=steps, skip=skip, put=put)
 
 
 def _warn_ran_out(epoch: int, step: int, steps: int | None) -> None:
@@ -336,7 +296,7 @@ def _warn_ran_out(epoch: int, step: int, steps: int | None) -> None:
             "fit stopped there. A generator is read once, across epochs: it must yield "
             "steps_per_epoch batches for every epoch (steps_per_epoch * epochs in all)."
         )
-    warnings.warn(message, stacklevel=4)
+    warn_user(message)
 
 
 def _counter(epoch: int, step: int) -> np.ndarray:
@@ -355,9 +315,11 @@ class _Live:
         self._seen: States | None = model.states
         self.changed = False  # only a completed step gives the model new states
         self.set(states)
+        self.engine.live = self
 
     def set(self, states: States) -> None:
-        self.leaves, self.layout = flatten_states_on_host(states, pack=self.model.strategy is None)
+        pack = strategy_of(self.model).packs_states
+        self.leaves, self.layout = flatten_states_on_host(states, pack=pack)
         self.fns = self.engine.training(self.layout)
         self._states: States | None = states
 
@@ -388,6 +350,7 @@ class _Live:
     def close(self) -> None:
         """Store the final states on the model, with their flat buffers (no later step
         donates them) for the evaluations that follow."""
+        self.engine.live = None
         if any(isinstance(b, jax.Array) and b.is_deleted() for b in self.leaves):
             return  # see `push`
         if self.changed:
@@ -405,8 +368,11 @@ class _Evaluating:
     """A test or prediction under way: the states' buffers, which it leaves as they are,
     and the buffers of the leaves the step changes, carried from step to step."""
 
-    def __init__(self, model: Model, buffers: list[Any], layout: Layout, name: str):
+    def __init__(
+        self, model: Model, buffers: list[Any], layout: Layout, name: str, use_ema: bool = True
+    ):
         self.model, self.buffers, self.layout, self.name = model, buffers, layout, name
+        self.ema = use_ema and model.ema_decay is not None
         self.fns: Evaluation | None = None
         self.carry: Carry = []
 
@@ -414,7 +380,9 @@ class _Evaluating:
         """Run `chunk` (whose batch, or its inputs alone, is `data`); return the outputs."""
         if self.fns is None:
             args = (_abstract(data, chunk.stacked), *fixed, _counter(0, 0))
-            self.fns = engine(self.model).evaluation(self.layout, self.name, self.buffers, args)
+            self.fns = engine(self.model).evaluation(
+                self.layout, self.name, self.buffers, args, self.ema
+            )
             self.carry = self.fns.start(self.buffers)
         fn = self.fns.chunk if chunk.stacked else self.fns.step
         out, self.carry = fn(self.buffers, self.carry, data, *fixed)
@@ -434,16 +402,18 @@ def _run_test(
     callbacks: CallbackList,
     steps: int | None,
     spe: int,
+    use_ema: bool = True,
 ) -> dict[str, float]:
     """The logs of the test step over `data`, from the states in `buffers` (left as they
-    are), with the metrics reset first."""
+    are), with the metrics reset first; on the EMA weights when the model keeps them,
+    unless `use_ema` is False."""
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
     tick = callbacks.throttled("on_test_batch_end")
     logs: Any = None
     stacked = False
     step = 0
-    run = _Evaluating(model, buffers, layout, "test_step")
+    run = _Evaluating(model, buffers, layout, "test_step", use_ema)
     for chunk in _feed(model, data, 0, spe, steps):
         if batch_hooks:
             for i in range(chunk.steps):
@@ -477,7 +447,85 @@ def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: A
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
+    remember_inputs(model, data)
     return engine(model).initialize(data.first_batch(), _class_weight(class_weight))
+
+
+def _check_fit_arguments(
+    epochs: Any,
+    initial_epoch: Any,
+    batch_size: Any,
+    steps_per_epoch: Any,
+    validation_split: Any,
+    validation_data: Any,
+    validation_steps: Any,
+    validation_batch_size: Any,
+    validation_freq: Any,
+) -> None:
+    _check_int("batch_size", batch_size, 1)
+    _check_int("epochs", epochs, 0, allow_none=False)
+    _check_int("initial_epoch", initial_epoch, 0, allow_none=False)
+    if epochs < initial_epoch:
+        raise ValueError(
+            f"epochs ({epochs}) is smaller than initial_epoch ({initial_epoch}); epochs is the "
+            "index of the last epoch to train, so pass epochs >= initial_epoch."
+        )
+    _check_int("steps_per_epoch", steps_per_epoch, 1)
+    _check_int("validation_steps", validation_steps, 1)
+    _check_int("validation_batch_size", validation_batch_size, 1)
+    _check_int("validation_freq", validation_freq, 1, allow_none=False)
+    if not isinstance(validation_split, int | float) or not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}.")
+    if validation_split and validation_data is not None:
+        raise ValueError("Pass either validation_split or validation_data, not both.")
+
+
+def _training_data(model: Model, train: DataAdapter) -> None:
+    """Check the training data before anything compiles: the labels the model's steps
+    need (like Keras, `fit(x)` alone is fine when the user's own steps need none) and,
+    for arrays, that the labels are usable and the module takes `x` (`_check_arrays`)."""
+    _check_has_labels(model, train, "fit")
+    if isinstance(train, ArrayAdapter):
+        _check_labels(train.y)
+        _check_arrays(model, train, "x", "y")
+
+
+def _validation(
+    train: DataAdapter,
+    validation_split: float,
+    validation_data: Any,
+    batch_size: int | None,
+    validation_batch_size: int | None,
+    validation_steps: int | None,
+) -> tuple[DataAdapter, DataAdapter | None]:
+    """The training data (less what `validation_split` takes) and the validation data."""
+    if validation_split:
+        if not isinstance(train, ArrayAdapter):
+            raise ValueError("validation_split works only with array data; pass validation_data.")
+        return train.split(validation_split)
+    if validation_data is None:
+        return train, None
+    if not is_source(validation_data):
+        vx, vy, vsw = _validation_parts(validation_data, "validation_data")
+        val = adapter_for(
+            vx,
+            vy,
+            vsw,
+            batch_size=validation_batch_size or batch_size,
+            name="validation_data x",
+            y_name="validation_data y",
+        )
+        return train, val
+    val = adapter_for(
+        validation_data,
+        batch_size=validation_batch_size,
+        steps=validation_steps,
+        repeated=True,
+        name="validation_data",
+        batch_size_name="validation_batch_size",
+        steps_name="validation_steps",
+    )
+    return train, val
 
 
 def fit(
@@ -503,22 +551,17 @@ def fit(
     steps_per_execution: int | None,
 ) -> History:
     """`Model.fit`; every argument is checked before anything is compiled."""
-    _check_int("batch_size", batch_size, 1)
-    _check_int("epochs", epochs, 0, allow_none=False)
-    _check_int("initial_epoch", initial_epoch, 0, allow_none=False)
-    if epochs < initial_epoch:
-        raise ValueError(
-            f"epochs ({epochs}) is smaller than initial_epoch ({initial_epoch}); epochs is the "
-            "index of the last epoch to train, so pass epochs >= initial_epoch."
-        )
-    _check_int("steps_per_epoch", steps_per_epoch, 1)
-    _check_int("validation_steps", validation_steps, 1)
-    _check_int("validation_batch_size", validation_batch_size, 1)
-    _check_int("validation_freq", validation_freq, 1, allow_none=False)
-    if not isinstance(validation_split, int | float) or not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"validation_split must be a float in [0, 1), got {validation_split!r}.")
-    if validation_split and validation_data is not None:
-        raise ValueError("Pass either validation_split or validation_data, not both.")
+    _check_fit_arguments(
+        epochs,
+        initial_epoch,
+        batch_size,
+        steps_per_epoch,
+        validation_split,
+        validation_data,
+        validation_steps,
+        validation_batch_size,
+        validation_freq,
+    )
     spe = _steps_per_execution(model, steps_per_execution)
     given = _with_defaults(verbose, callbacks)
     train = adapter_for(
@@ -532,125 +575,168 @@ def fit(
         drop_remaining=drop_remaining,
         steps_name="steps_per_epoch",
     )
-    _check_has_labels(model, train, "fit")
-    if isinstance(train, ArrayAdapter):
-        _check_labels(train.y)
-        _check_arrays(model, train, "x", "y")
-    val: DataAdapter | None = None
-    if validation_split:
-        if not isinstance(train, ArrayAdapter):
-            raise ValueError("validation_split works only with array data; pass validation_data.")
-        train, val = train.split(validation_split)
-    elif validation_data is not None and not is_source(validation_data):
-        vx, vy, vsw = _unpack(validation_data, "validation_data")
-        val = adapter_for(
-            vx,
-            vy,
-            vsw,
-            batch_size=validation_batch_size or batch_size,
-            name="validation_data x",
-            y_name="validation_data y",
-        )
-    elif validation_data is not None:
-        val = adapter_for(
-            validation_data,
-            batch_size=validation_batch_size,
-            steps=validation_steps,
-            repeated=True,
-            name="validation_data",
-            batch_size_name="validation_batch_size",
-            steps_name="validation_steps",
-        )
+    _training_data(model, train)
+    train, val = _validation(
+        train,
+        validation_split,
+        validation_data,
+        batch_size,
+        validation_batch_size,
+        validation_steps,
+    )
     if val is not None and not validation_split:
         _check_validation(model, val)
     cw = _class_weight(class_weight)
     if "train_step" not in model._overridden():
         model._optimizer_or_raise()
-    check_checkpoint_fields(model, given, train.first_batch(), val is not None)
 
     history = History()
-    run = engine(model)
-    run.history = history
     steps = _steps_shown(steps_per_epoch, train)
     cbs = CallbackList(
         [history, *given],
         model,
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
+    check_callbacks(model, given, train.first_batch(), val is not None)
+    run = engine(model)
+    run.history = history  # `model.history`, from here on
+    remember_inputs(model, train)
     if not model.initialized:
         run.initialize(train.first_batch(), cw)
-    live = _Live(model, _placed(model, _owned(model.states)))
-    run.stop_training = False
-    begin_hooks = cbs.wants("on_train_batch_begin")
-    batch_hooks = begin_hooks or cbs.wants("on_train_batch_end")
-    tick = cbs.throttled("on_train_batch_end")  # e.g. the progress bar: a clock read per step
-    sync = cbs.reads_states("on_train_batch_begin") or cbs.reads_states("on_train_batch_end")
-    epoch_logs: dict[str, float] = {}
-    try:
-        with _DeferredInterrupt() as interrupt:
-            cbs.on_train_begin()
-            live.pull()
-            first_epoch, first_step = _resume_point(run, initial_epoch)
-            for epoch in range(first_epoch, epochs):
-                # The step numbered 0 resets the metrics; an epoch resumed mid-way keeps
-                # those it had accumulated.
-                step = first_step if epoch == first_epoch else 0
-                cbs.on_epoch_begin(epoch)
-                live.pull()
-                logs: Any = None
-                stacked = False
-                left = None if steps_per_epoch is None else steps_per_epoch - step
-                for chunk in _feed(model, train, epoch, spe, left, skip=step):
-                    if begin_hooks:
-                        if sync:
-                            live.push()
-                        for i in range(chunk.steps):
-                            cbs.on_train_batch_begin(step + i)
-                        if sync:
-                            live.pull()
-                    fn = live.fns.train_chunk if chunk.stacked else live.fns.train
-                    logs, leaves = fn(live.leaves, chunk.batch, cw, _counter(epoch, step))
-                    live.update(leaves)
-                    stacked = chunk.stacked
-                    if batch_hooks:
-                        if sync:
-                            live.push()
-                        for i in range(chunk.steps):
-                            cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
-                        if sync:
-                            live.pull()
-                    step += chunk.steps
-                    if tick is not None and perf_counter() >= tick.next:
-                        tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
-                    interrupt.check()
-                    if run.stop_training:
-                        break
-                if logs is None:
-                    if train.exhausted:  # a generator that ran out at the end of an epoch
-                        _warn_ran_out(epoch, step, steps)
-                        break
-                    raise ValueError("The training data produced no batches.")
-                if tick is not None:
-                    tick(step - 1, LazyLogs(logs, -1 if stacked else None))
-                epoch_logs = _host_logs(logs, stacked)
-                live.push()
-                if val is not None and (epoch + 1) % validation_freq == 0:
-                    val_logs = _run_test(
-                        model, live.leaves, live.layout, val, cbs, validation_steps, spe
-                    )
-                    epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                cbs.on_epoch_end(epoch, epoch_logs)
-                live.pull()
-                interrupt.check()
-                if train.exhausted:
-                    _warn_ran_out(epoch, step, steps)
-                if run.stop_training or train.exhausted:
-                    break
-            live.push()
-            cbs.on_train_end(epoch_logs)
-    finally:
-        live.close()
+    training = _Training(model, cbs, train, cw, spe, steps_per_epoch)
+    training.run(initial_epoch, epochs, val, validation_steps, validation_freq)
     return history
+
+
+class _Training:
+    """A fit under way: its training data, callbacks and live states, and the loop over
+    its epochs and steps."""
+
+    def __init__(
+        self,
+        model: Model,
+        callbacks: CallbackList,
+        train: DataAdapter,
+        class_weight: Any,
+        spe: int,
+        steps_per_epoch: int | None,
+    ):
+        self.model, self.callbacks, self.train = model, callbacks, train
+        self.class_weight, self.spe, self.steps_per_epoch = class_weight, spe, steps_per_epoch
+        self.engine = engine(model)
+        self.live = _Live(model, _placed(model, _owned(model.states)))
+
+    def run(
+        self,
+        initial_epoch: int,
+        epochs: int,
+        val: DataAdapter | None,
+        validation_steps: int | None,
+        validation_freq: int,
+    ) -> None:
+        """Train from `initial_epoch` (or a callback's resume point) up to `epochs`,
+        validating on `val` every `validation_freq` epochs."""
+        cbs, live, run, train = self.callbacks, self.live, self.engine, self.train
+        run.stop_training = False
+        epoch_logs: dict[str, float] = {}
+        try:
+            with _DeferredInterrupt() as interrupt:
+                cbs.on_train_begin()
+                live.pull()
+                first_epoch, first_step = _resume_point(run, initial_epoch)
+                for epoch in range(first_epoch, epochs):
+                    cbs.on_epoch_begin(epoch)
+                    live.pull()
+                    # The step numbered 0 resets the metrics; an epoch resumed mid-way
+                    # keeps those it had accumulated.
+                    start = first_step if epoch == first_epoch else 0
+                    logs, step = self.epoch(epoch, start, interrupt)
+                    if logs is None:  # a generator that ran out at the end of an epoch
+                        _warn_ran_out(epoch, step, self.steps)
+                        break
+                    epoch_logs = logs
+                    if val is not None and (epoch + 1) % validation_freq == 0:
+                        val_logs = _run_test(
+                            self.model,
+                            live.leaves,
+                            live.layout,
+                            val,
+                            cbs,
+                            validation_steps,
+                            self.spe,
+                        )
+                        epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                    # Keras' `learning_rate`: the rate this epoch trained with, when the
+                    # optimizer keeps one in its state (optax.inject_hyperparams).
+                    rate = learning_rate_log(self.model.states.optimizer_states)
+                    if rate is not None:
+                        # An array only for a Population, whose logs all carry its members
+                        # (typed as one model's, as LazyLogs' are).
+                        epoch_logs["learning_rate"] = cast(float, rate)
+                    cbs.on_epoch_end(epoch, epoch_logs)
+                    live.pull()
+                    interrupt.check()
+                    if train.exhausted:
+                        _warn_ran_out(epoch, step, self.steps)
+                    if run.stop_training or train.exhausted:
+                        break
+                live.push()
+                cbs.on_train_end(epoch_logs)
+        finally:
+            live.close()
+
+    def epoch(
+        self, epoch: int, step: int, interrupt: _DeferredInterrupt
+    ) -> tuple[dict[str, float] | None, int]:
+        """Run epoch `epoch` from step `step`; return its logs (None when a generator ran
+        out before the epoch's first step) and the step it ended at."""
+        cbs, live, run = self.callbacks, self.live, self.engine
+        begin_hooks = cbs.wants("on_train_batch_begin")
+        batch_hooks = begin_hooks or cbs.wants("on_train_batch_end")
+        tick = cbs.throttled("on_train_batch_end")  # e.g. the progress bar: a clock read
+        sync = cbs.reads_states("on_train_batch_begin") or cbs.reads_states("on_train_batch_end")
+        cw = self.class_weight
+        left = None if self.steps_per_epoch is None else self.steps_per_epoch - step
+        logs: Any = None
+        stacked = False
+        for chunk in _feed(self.model, self.train, epoch, self.spe, left, skip=step):
+            if begin_hooks:
+                if sync:
+                    live.push()
+                for i in range(chunk.steps):
+                    cbs.on_train_batch_begin(step + i)
+                live.pull()
+            fn = live.fns.train_chunk if chunk.stacked else live.fns.train
+            logs, leaves = fn(live.leaves, chunk.batch, cw, _counter(epoch, step))
+            live.update(leaves)
+            stacked = chunk.stacked
+            if batch_hooks:
+                if sync:
+                    live.push()
+                for i in range(chunk.steps):
+                    cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+                live.pull()
+            step += chunk.steps
+            if tick is not None and perf_counter() >= tick.next:
+                tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
+                live.pull()
+            interrupt.check()
+            if run.stop_training:
+                break
+        if logs is None:
+            if self.train.exhausted:
+                return None, step
+            raise ValueError("The training data produced no batches.")
+        if tick is not None:
+            tick(step - 1, LazyLogs(logs, -1 if stacked else None))
+        epoch_logs = _host_logs(logs, stacked)
+        live.push()
+        return epoch_logs, step
+
+    @property
+    def steps(self) -> int | None:
+        """The steps of a full epoch, for messages."""
+        return self.steps_per_epoch or self.train.num_batches()
 
 
 def evaluate(
@@ -664,6 +750,7 @@ def evaluate(
     steps: int | None,
     callbacks: Callback | Sequence[Callback] | None,
     steps_per_execution: int | None,
+    use_ema: bool = True,
 ) -> dict[str, float]:
     """`Model.evaluate`: the logs over the data; the model's states are not changed."""
     _check_int("batch_size", batch_size, 1)
@@ -679,10 +766,11 @@ def evaluate(
         model,
         {"steps": _steps_shown(steps, data), "verbose": verbose},
     )
+    remember_inputs(model, data)
     run = engine(model)
     if not model.initialized:
         run.initialize(data.first_batch(), None)
-    return _run_test(model, *run.flat_states(), data, cbs, steps, spe)
+    return _run_test(model, *run.flat_states(), data, cbs, steps, spe, use_ema)
 
 
 def predict(
@@ -694,6 +782,7 @@ def predict(
     steps: int | None,
     callbacks: Callback | Sequence[Callback] | None,
     steps_per_execution: int | None,
+    use_ema: bool = True,
 ) -> Any:
     """`Model.predict`: the predictions for every example, concatenated on the host."""
     _check_int("batch_size", batch_size, 1)
@@ -706,9 +795,10 @@ def predict(
         model,
         {"steps": _steps_shown(steps, data), "verbose": verbose},
     )
+    remember_inputs(model, data)
     if not model.initialized:
         engine(model).initialize(data.first_batch(), None)
-    run = _Evaluating(model, *engine(model).flat_states(), "pred_step")
+    run = _Evaluating(model, *engine(model).flat_states(), "pred_step", use_ema)
     batch_hooks = cbs.wants("on_predict_batch_begin") or cbs.wants("on_predict_batch_end")
     tick = cbs.throttled("on_predict_batch_end")
     cbs.on_predict_begin()

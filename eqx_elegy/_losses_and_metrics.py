@@ -29,6 +29,7 @@ uses them), every metric here is weighted by `sample_weight` and `class_weight`,
 as in Elegy.
 """
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeAlias, cast
@@ -42,6 +43,7 @@ from jaxtyping import Array, ArrayLike, PyTree
 from . import losses as losses_module
 from . import metrics as metrics_module
 from .losses import Loss, LossFunction
+from .losses._loss import snake_case
 from .losses._probabilistic import AutoCrossentropy
 from .metrics import MeanMetricWrapper, Metric
 from .metrics._loss_metrics import LossMean
@@ -89,17 +91,29 @@ _LOSS_NAMES: dict[str, type[Loss]] = {
     "crossentropy": AutoCrossentropy,
     "ce": AutoCrossentropy,
 }
-_METRIC_NAMES: dict[str, type[Metric]] = {
+_METRIC_NAMES: dict[str, Callable[..., Metric]] = {
     "accuracy": metrics_module.Accuracy,
     "acc": metrics_module.Accuracy,
     "binary_accuracy": metrics_module.BinaryAccuracy,
     "categorical_accuracy": metrics_module.CategoricalAccuracy,
     "sparse_categorical_accuracy": metrics_module.SparseCategoricalAccuracy,
+    "top_k_categorical_accuracy": metrics_module.TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": metrics_module.SparseTopKCategoricalAccuracy,
+    "true_positives": metrics_module.TruePositives,
+    "false_positives": metrics_module.FalsePositives,
+    "true_negatives": metrics_module.TrueNegatives,
+    "false_negatives": metrics_module.FalseNegatives,
     "precision": metrics_module.Precision,
     "recall": metrics_module.Recall,
+    "auc": metrics_module.AUC,
+    # Keras' F1Score()/FBetaScore() give one value per class; a log is one number.
     "f1": metrics_module.F1,
     "f1_score": metrics_module.F1,
-    "auc": metrics_module.AUC,
+    "f_beta_score": functools.partial(metrics_module.FBetaScore, average="macro"),
+    "fbeta_score": functools.partial(metrics_module.FBetaScore, average="macro"),
+    "binary_io_u": metrics_module.BinaryIoU,
+    "mean": metrics_module.Mean,
+    "sum": metrics_module.Sum,
     # Regression and probabilistic metrics.
     "mean_squared_error": metrics_module.MeanSquaredError,
     "mse": metrics_module.MeanSquaredError,
@@ -124,6 +138,19 @@ _METRIC_NAMES: dict[str, type[Metric]] = {
     "hinge": metrics_module.Hinge,
     "squared_hinge": metrics_module.SquaredHinge,
     "categorical_hinge": metrics_module.CategoricalHinge,
+}
+# Keras names of metrics that need arguments (Keras cannot build them from the name
+# either): what to pass instead.
+_METRIC_NEEDS_ARGUMENTS = {
+    "io_u": "IoU(num_classes, target_class_ids)",
+    "mean_io_u": "MeanIoU(num_classes)",
+    "one_hot_io_u": "OneHotIoU(num_classes, target_class_ids)",
+    "one_hot_mean_io_u": "OneHotMeanIoU(num_classes)",
+    "precision_at_recall": "PrecisionAtRecall(recall)",
+    "recall_at_precision": "RecallAtPrecision(precision)",
+    "sensitivity_at_specificity": "SensitivityAtSpecificity(specificity)",
+    "specificity_at_sensitivity": "SpecificityAtSensitivity(sensitivity)",
+    "mean_metric_wrapper": "MeanMetricWrapper(fn)",
 }
 
 
@@ -165,11 +192,32 @@ def _loss_object(spec: Any, where: str) -> Loss | Regularizer:
     raise TypeError(f"{where} must be {_LOSS_ACCEPTED}; got {type(spec).__name__}: {spec!r}.")
 
 
+def _metric_key(spec: str) -> str:
+    """The key of `_METRIC_NAMES` for a name as Keras accepts it: snake_case
+    (`"top_k_categorical_accuracy"`), the class name (`"TopKCategoricalAccuracy"`)
+    or an alias (`"acc"`, `"MSE"`); the name lowercased when none matches."""
+    for key in (spec.lower(), snake_case(spec)):
+        if key in _METRIC_NAMES or key in _METRIC_NEEDS_ARGUMENTS:
+            return key
+    return spec.lower()
+
+
 def _metric_object(spec: Any, where: str) -> Metric:
     if isinstance(spec, Metric):
         return spec
     if isinstance(spec, str):
-        return _by_name(_METRIC_NAMES, metrics_module, spec, "metric", where)
+        key = _metric_key(spec)
+        if key in _METRIC_NEEDS_ARGUMENTS:
+            raise ValueError(
+                f"The metric {spec!r} in {where} needs arguments: pass "
+                f"eqx_elegy.metrics.{_METRIC_NEEDS_ARGUMENTS[key]} instead of its name."
+            )
+        if key not in _METRIC_NAMES:
+            raise ValueError(
+                f"Unknown metric name {spec!r} in {where}. Known names: "
+                f"{', '.join(sorted(_METRIC_NAMES))} (or their class names)."
+            )
+        return _METRIC_NAMES[key](name=spec)
     if isinstance(spec, Loss):
         return LossMean(spec)
     if isinstance(spec, Regularizer):
@@ -180,12 +228,12 @@ def _metric_object(spec: Any, where: str) -> Metric:
 
 
 def _spec_name(spec: Any) -> str | None:
-    return spec.lower() if isinstance(spec, str) else None
+    return _metric_key(spec) if isinstance(spec, str) else None
 
 
 def _metric_objects(specs: Any, where: str) -> list[tuple[Metric, str | None]]:
     """The metrics of one dict or list entry (None, one metric, or a list of them), each
-    with the name it was given by (None for an object)."""
+    with the key of the name it was given by (None for an object)."""
     if isinstance(specs, list | tuple):
         return [
             (_metric_object(s, f"{where}[{j}]"), _spec_name(s))
@@ -399,10 +447,13 @@ class LossesAndMetrics(eqx.Module):
         net_params: PyTree,
         *,
         batch_size: int | ArrayLike,
+        all_params: PyTree = None,
     ) -> tuple[Array, dict[str, Array], dict[str, PyTree[Array]]]:
         """One batch: `(weighted total loss, running logs, new metrics states)`.
 
-        The total loss is a float32 scalar to differentiate. `class_weight` (a dict
+        The total loss is a float32 scalar to differentiate. Regularizers read
+        `net_params` (the trainable parameters), or `all_params` (frozen ones too, when
+        given) for a regularizer built with `include_frozen=True`. `class_weight` (a dict
         class id -> weight, classes not in it weigh 1) turns labels into
         per-example weights, multiplied into `sample_weight`.
         """
@@ -420,7 +471,8 @@ class LossesAndMetrics(eqx.Module):
                         f"Regularizer {term.log_name!r} needs the model's parameters, "
                         "but net_params is None."
                     )
-                value = term.loss(net_params)
+                frozen_too = term.loss.include_frozen and all_params is not None
+                value = term.loss(all_params if frozen_too else net_params)
             else:
                 value = jnp.zeros((), jnp.float32)
                 for _, yt, yp, sw in _select(
@@ -451,9 +503,15 @@ class LossesAndMetrics(eqx.Module):
         for term in self.losses:
             logs[term.log_name] = _mean_value(new_states[term.log_name])
         for m in self.metrics:
-            logs[m.log_name] = jnp.asarray(m.metric.compute(new_states[m.log_name])).astype(
-                jnp.float32
-            )
+            value = jnp.asarray(m.metric.compute(new_states[m.log_name]))
+            if value.shape != ():
+                raise ValueError(
+                    f"Metric {m.log_name!r} ({type(m.metric).__name__}) gives a value of shape "
+                    f"{value.shape} (one per threshold or class), but a model logs one number "
+                    "per metric: give it a single threshold, or average='macro'/'micro'/"
+                    "'weighted' for per-class scores."
+                )
+            logs[m.log_name] = value.astype(jnp.float32)
         return total, logs, new_states
 
     def _losses_on(self, key: int | str | None) -> list[Loss]:
@@ -584,9 +642,9 @@ def _for_output(term: _MetricTerm, output_losses: list[Loss]) -> Metric:
         threshold = 0.0 if from_logits else 0.5
         return metrics_module.BinaryAccuracy(threshold, name=term.metric.name)
     if term.spec is not None and from_logits:
-        cls = cast(Callable[..., Metric], type(term.metric))
-        if "from_logits" in inspect.signature(cls).parameters:
-            return cls(from_logits=True, name=term.metric.name)
+        build = _METRIC_NAMES[term.spec]
+        if "from_logits" in inspect.signature(build).parameters:
+            return build(from_logits=True, name=term.metric.name)
     return term.metric
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import equinox as eqx
@@ -19,27 +19,32 @@ import numpy as np
 import optax
 from jaxtyping import PyTree
 
-from . import _checkpoint, _loop, _summary
-from ._distributed import DataParallel
+from . import _batch, _checkpoint, _loop, _summary
 from ._engine import attach, engine, fields_of, known_initialized
-from ._injection import STEP_METHODS, check_step_signature, inject
+from ._injection import check_step_signature, default_step
 from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
+from ._precision import LossScale, all_finite, cast_floating, cast_like, compute_dtype, where_finite
+from ._remat import rematerialised
 from ._states import RNGSeq, States
-from ._steps import GradStep, InitStep, PredStep, TestStep, TrainStep, check_output
-from ._summary import SummaryRow, summary_rows
+from ._steps import (
+    KINDS,
+    GradStep,
+    InitStep,
+    PredStep,
+    TestStep,
+    TrainStep,
+    batch_size_of,
+    run_step,
+)
+from ._strategy import Strategy
+from ._summary import SummaryRow, is_state_index, summary_rows
+from ._trainable import check_trainable, split_trainable
 from .callbacks import Callback, History
+from .data import ArrayAdapter
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-_ALIASES: dict[str, str] = {
-    "pred_step": "PredStep",
-    "test_step": "TestStep",
-    "grad_step": "GradStep",
-    "train_step": "TrainStep",
-    "init_step": "InitStep",
-}
 
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
@@ -50,19 +55,8 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def _is_state_index(node: Any) -> bool:
-    return isinstance(node, eqx.nn.StateIndex)
-
-
 def _has_state(module: Any) -> bool:
-    return any(_is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=_is_state_index))
-
-
-def _batch_size(x: Any) -> int:
-    leaves = jax.tree.leaves(x)
-    if not leaves or not getattr(leaves[0], "shape", ()):
-        raise ValueError("x must contain arrays with a leading batch dimension.")
-    return int(leaves[0].shape[0])
+    return any(is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=is_state_index))
 
 
 class Model(eqx.Module):
@@ -80,32 +74,59 @@ class Model(eqx.Module):
     loss: Any = eqx.field(default=None, kw_only=True)
     metrics: Any = eqx.field(default=None, kw_only=True)
     loss_weights: Any = eqx.field(default=None, kw_only=True, static=True)
-    optimizer: optax.GradientTransformation | None = eqx.field(default=None, kw_only=True)
+    optimizer: optax.GradientTransformation | optax.MultiSteps | None = eqx.field(
+        default=None, kw_only=True
+    )
     seed: int = eqx.field(default=42, kw_only=True, static=True)
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
-    strategy: Any = eqx.field(default=None, kw_only=True)
+    strategy: Strategy | None = eqx.field(default=None, kw_only=True)
+    trainable: Any = eqx.field(default=None, kw_only=True)
+    ema_decay: float | None = eqx.field(default=None, kw_only=True, static=True)
+    remat: bool = eqx.field(default=False, kw_only=True, static=True)
+    dtype_policy: str = eqx.field(default="float32", kw_only=True, static=True)
     states: States = eqx.field(default=None, kw_only=True)
+    # The structure of `x` the model was built with (`_export.InputSpec`), for `export`.
+    _input_spec: Any = eqx.field(default=None, init=False, static=True, repr=False)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in STEP_METHODS:
+        for name in KINDS:
             if name in cls.__dict__:
                 check_step_signature(cls.__name__, name, cls.__dict__[name])
 
     def __post_init__(self) -> None:
+        if isinstance(self.optimizer, optax.MultiSteps):
+            # Gradient accumulation: MultiSteps is an object with init/update of its own;
+            # its transformation form runs anywhere a GradientTransformation does.
+            self.optimizer = self.optimizer.gradient_transformation()
         if self.optimizer is not None and not isinstance(
             self.optimizer, optax.GradientTransformation
         ):
             raise TypeError(
-                f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)), "
-                f"got {type(self.optimizer).__name__}."
+                f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)) "
+                f"or an optax.MultiSteps, got {type(self.optimizer).__name__}."
             )
         if self.module is not None and _has_state(self.module):
             if self.module_state is None:
                 self.module_state = eqx.nn.State(self.module)
             self.module = eqx.nn.delete_init_state(self.module)
+        compute_dtype(self.dtype_policy)  # the name is checked here, before anything runs
+        if self.ema_decay is not None:
+            decay = self.ema_decay
+            if isinstance(decay, bool) or not isinstance(decay, int | float | np.floating):
+                raise TypeError(
+                    f"ema_decay must be None or a float in (0, 1), e.g. 0.999; got "
+                    f"{type(decay).__name__} {decay!r}."
+                )
+            if not 0.0 < float(decay) < 1.0:
+                raise ValueError(
+                    f"ema_decay must be in (0, 1) (the weight of the old average at each "
+                    f"step, e.g. 0.999); got {decay!r}."
+                )
+        if self.trainable is not None and self.module is not None:
+            check_trainable(self.trainable, eqx.filter(self.module, eqx.is_inexact_array))
         if self.states is None:
             self.states = self.states_step()
 
@@ -143,49 +164,20 @@ class Model(eqx.Module):
     def _losses_and_metrics(self) -> LossesAndMetrics:
         return LossesAndMetrics.build(self.loss, self.metrics, self.loss_weights)
 
-    def _run(self, name: str, **available: Any) -> Any:
-        """Call step `name` by injection and check its output against its alias."""
-        out = inject(self, name, **available)
-        if self.check_types and name in _ALIASES:
-            net_params = None
-            if name == "grad_step" and isinstance(out, tuple) and len(out) == 4:
-                net_params = available["states"].net_params
-            batch = _batch_size(available["x"]) if name == "pred_step" and self.vmap else None
-            check_output(
-                type(self).__name__,
-                name,
-                _ALIASES[name],
-                out,
-                net_params=net_params,
-                batch_size=batch,
-            )
-        return out
+    def _split_trainable(self, params: PyTree) -> tuple[PyTree, PyTree]:
+        """`(trainable, frozen)`: `params` split by the `trainable` filter (`eqx.partition`;
+        each part has None where the other has a leaf). Without a filter every parameter
+        is trainable and `frozen` is None."""
+        if self.trainable is None:
+            return params, None
+        return split_trainable(self.trainable, params)
 
-    def _call_default(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Run the default implementation of step `name`: positional arguments bind in its
-        parameter order, injectable names it does not use are ignored, and those not given
-        are None (`initializing` and `training`: False). More positional arguments than
-        it has parameters, or one given twice, is a TypeError (as for any Python call)."""
-        default = getattr(self, f"_default_{name}")
-        params = inspect.signature(default).parameters
-        owner = f"{type(self).__name__}.{name}"
-        if len(args) > len(params):
-            raise TypeError(
-                f"{owner} takes at most {len(params)} positional arguments "
-                f"({', '.join(params)}) but {len(args)} were given; pass the others by name."
-            )
-        for k in list(params)[: len(args)]:
-            if k in kwargs:
-                raise TypeError(f"{owner} got multiple values for {k!r}: by position and by name.")
-        bound: dict[str, Any] = {
-            k: False if k in ("initializing", "training") else None for k in params
-        }
-        bound.update(zip(params, args, strict=False))
-        bound.update((k, v) for k, v in kwargs.items() if k in params)
-        return default(**bound)
+    def _merge_trainable(self, trainable: PyTree, frozen: PyTree) -> PyTree:
+        return trainable if frozen is None else eqx.combine(trainable, frozen)
 
     def _optimizer_or_raise(self) -> optax.GradientTransformation:
-        if self.optimizer is None:
+        # (An optax.MultiSteps was turned into its transformation by __post_init__.)
+        if not isinstance(self.optimizer, optax.GradientTransformation):
             raise TypeError(
                 f"{type(self).__name__}: the default train_step needs an optimizer; pass "
                 "optimizer=optax.adam(1e-3) (any optax GradientTransformation), or override "
@@ -194,30 +186,35 @@ class Model(eqx.Module):
         return self.optimizer
 
     # ------------------------------------------------------------------ steps
+    #
+    # Each default step is declared with `default_step`: type checkers see it as
+    # `(*args, **kwargs) -> Alias`, so that overrides may take any subset of the
+    # injectable names; at run time it has the signature written here.
 
     def states_step(self) -> States:
         """The `States` a fresh model starts from: the seed's RNG and, with a `module`, its
         parameters, its `eqx.nn.State`, the metrics' states and the optimizer's state."""
         states = States(rng=RNGSeq(self.seed))
+        if self.dtype_policy == "mixed_float16":
+            states = states.update(loss_scale=LossScale.initial())
         if self.module is not None:
             params = eqx.filter(self.module, eqx.is_inexact_array)
             states = states.update(net_params=params, net_states=self.module_state)
+            if self.ema_decay is not None:
+                states = states.update(ema_params=jax.tree.map(jnp.copy, params))
             if isinstance(self.optimizer, optax.GradientTransformation):
                 with jax.numpy_dtype_promotion("standard"):
-                    states = states.update(optimizer_states=self.optimizer.init(params))
+                    opt_states = self.optimizer.init(self._split_trainable(params)[0])
+                states = states.update(optimizer_states=opt_states)
         if self.loss is not None or self.metrics is not None:
             states = states.update(metrics_states=self._losses_and_metrics().init())
         return states
 
-    def pred_step(self, *args: Any, **kwargs: Any) -> PredStep:
+    @default_step
+    def pred_step(self, x: Any, states: States, initializing: bool, training: bool) -> PredStep:
         """Predictions for batch `x`: the `module` applied per example (vmapped over the
-        batch with `axis_name="batch"`), or to the whole batch when `vmap=False`."""
-        return self._call_default("pred_step", args, kwargs)
-
-    def _default_pred_step(
-        self, x: Any, states: States, initializing: bool, training: bool
-    ) -> PredStep:
-        del initializing
+        batch with `axis_name="batch"`), or to the whole batch when `vmap=False`. With
+        `remat=True`, training runs the module's blocks under `jax.checkpoint`."""
         if self.module is None:
             raise TypeError(
                 f"{type(self).__name__} has no module to predict with: pass "
@@ -228,6 +225,12 @@ class Model(eqx.Module):
             eqx.combine(states.net_params, self.module), value=not training
         )
         call = type(module).__call__
+        if self.remat and training and not initializing:
+            module = rematerialised(module)
+        dtype = compute_dtype(self.dtype_policy)
+        if dtype is not None:  # mixed precision: compute in `dtype`, predict float32
+            module = cast_floating(module, dtype)
+            x = cast_floating(x, dtype)
         use_key = _accepts(call, "key")
         net_states = states.net_states
         use_state = net_states is not None and _accepts(call, "state")
@@ -244,19 +247,22 @@ class Model(eqx.Module):
                 return module(xi, state=si, **kwargs)
             return module(xi, **kwargs), si
 
+        kept = net_states
+        if dtype is not None:
+            net_states = cast_floating(net_states, dtype)
         if not self.vmap:
             y_pred, net_states = apply(x, key, net_states)
         else:
-            keys = None if key is None else jax.random.split(key, _batch_size(x))
+            keys = None if key is None else jax.random.split(key, batch_size_of(x))
             batched = jax.vmap(apply, in_axes=(0, 0, None), out_axes=(0, None), axis_name="batch")
             y_pred, net_states = batched(x, keys, net_states)
+        if dtype is not None:
+            y_pred = cast_floating(y_pred, jnp.float32)
+            net_states = cast_like(net_states, kept)
         return y_pred, states.update(net_states=net_states)
 
-    def test_step(self, *args: Any, **kwargs: Any) -> TestStep:
-        """Loss and logs for a batch: `pred_step`, then the model's losses and metrics."""
-        return self._call_default("test_step", args, kwargs)
-
-    def _default_test_step(
+    @default_step
+    def test_step(
         self,
         x: Any,
         y_true: Any,
@@ -265,8 +271,9 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
-        rng: Any = None,
+        rng: Any,
     ) -> TestStep:
+        """Loss and logs for a batch: `pred_step`, then the model's losses and metrics."""
         lm = self._losses_and_metrics()
         if not lm.has_loss:
             raise TypeError(
@@ -274,28 +281,33 @@ class Model(eqx.Module):
                 "elegy.losses.SparseCategoricalCrossentropy(from_logits=True)) or override "
                 "test_step."
             )
-        y_pred, states = self._run(
-            "pred_step", x=x, states=states, initializing=initializing, training=training, rng=rng
+        y_pred, states = run_step(
+            self,
+            "pred_step",
+            x=x,
+            states=states,
+            initializing=initializing,
+            training=training,
+            rng=rng,
         )
         metrics_states = states.metrics_states
         if metrics_states is None:
             metrics_states = lm.init()
+        params = states.net_params
         loss, logs, metrics_states = lm(
             metrics_states,
             y_true,
             y_pred,
             sample_weight,
             class_weight,
-            states.net_params,
-            batch_size=_batch_size(x),
+            params if params is None else self._split_trainable(params)[0],
+            batch_size=batch_size_of(x),
+            all_params=params,
         )
         return loss, logs, states.update(metrics_states=metrics_states)
 
-    def grad_step(self, *args: Any, **kwargs: Any) -> GradStep:
-        """Loss, logs, states and the gradient of the loss w.r.t. `states.net_params`."""
-        return self._call_default("grad_step", args, kwargs)
-
-    def _default_grad_step(
+    @default_step
+    def grad_step(
         self,
         x: Any,
         y_true: Any,
@@ -304,8 +316,11 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
-        rng: Any = None,
+        rng: Any,
     ) -> GradStep:
+        """Loss, logs, states and the gradient of the loss w.r.t. `states.net_params`. Only
+        the trainable parameters (the `trainable` filter) are differentiated; the gradient
+        of a frozen one is zeros."""
         available = dict(
             rng=rng,
             x=x,
@@ -316,26 +331,32 @@ class Model(eqx.Module):
             training=training,
         )
         if initializing:
-            loss, logs, states = self._run("test_step", states=states, **available)
+            loss, logs, states = run_step(self, "test_step", states=states, **available)
             return loss, logs, states, jax.tree.map(jnp.zeros_like, states.net_params)
 
-        def loss_fn(params: PyTree, states: States) -> tuple[Any, tuple[Any, States]]:
-            loss, logs, states = self._run(
-                "test_step", states=states.update(net_params=params), **available
-            )
-            return loss, (logs, states)
+        trainable, frozen = self._split_trainable(states.net_params)
+        # mixed_float16: the loss is differentiated scaled up, the gradients scaled down.
+        loss_scale: LossScale | None = states.get("loss_scale")
 
-        (loss, (logs, states)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            states.net_params, states
+        def loss_fn(trainable: PyTree, states: States) -> tuple[Any, tuple[Any, Any, States]]:
+            params = self._merge_trainable(trainable, frozen)
+            loss, logs, states = run_step(
+                self, "test_step", states=states.update(net_params=params), **available
+            )
+            scaled = loss if loss_scale is None else loss_scale.scaled(loss)
+            return scaled, (loss, logs, states)
+
+        (_, (loss, logs, states)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            trainable, states
         )
+        if loss_scale is not None:
+            grads = loss_scale.unscaled(grads)
+        if frozen is not None:
+            grads = eqx.combine(grads, jax.tree.map(jnp.zeros_like, frozen))
         return loss, logs, states, grads
 
-    def train_step(self, *args: Any, **kwargs: Any) -> TrainStep:
-        """One optimisation step: `grad_step`, then the optimizer's update. When
-        initializing, it initialises the optimizer's state instead."""
-        return self._call_default("train_step", args, kwargs)
-
-    def _default_train_step(
+    @default_step
+    def train_step(
         self,
         x: Any,
         y_true: Any,
@@ -344,10 +365,14 @@ class Model(eqx.Module):
         states: States,
         initializing: bool,
         training: bool,
-        rng: Any = None,
+        rng: Any,
     ) -> TrainStep:
+        """One optimisation step: `grad_step`, then the optimizer's update of the trainable
+        parameters (frozen ones are passed through as they are). When initializing, it
+        initialises the optimizer's state instead."""
         optimizer = self._optimizer_or_raise()
-        _, logs, states, grads = self._run(
+        _, logs, states, grads = run_step(
+            self,
             "grad_step",
             rng=rng,
             x=x,
@@ -360,30 +385,53 @@ class Model(eqx.Module):
         )
         # optax mixes Python floats with integer step counts, which strict dtype promotion
         # rejects; the user's own code keeps whatever promotion mode they chose.
+        trainable, frozen = self._split_trainable(states.net_params)
         with jax.numpy_dtype_promotion("standard"):
             if initializing:
-                opt_states = optimizer.init(states.net_params)
-                return logs, states.maybe_update(optimizer_states=opt_states)
+                opt_states = optimizer.init(trainable)
+                states = states.maybe_update(optimizer_states=opt_states)
+                if self.ema_decay is not None:
+                    states = states.maybe_update(
+                        ema_params=jax.tree.map(jnp.copy, states.net_params)
+                    )
+                return logs, states
             updates, optimizer_states = optimizer.update(
-                grads, states.optimizer_states, states.net_params
+                self._split_trainable(grads)[0], states.optimizer_states, trainable
             )
-            params = optax.apply_updates(states.net_params, updates)
-        return logs, states.update(net_params=params, optimizer_states=optimizer_states)
+            trainable = optax.apply_updates(trainable, updates)
+        params = self._merge_trainable(trainable, frozen)
+        loss_scale: LossScale | None = states.get("loss_scale")
+        if loss_scale is not None:  # a step with overflowing gradients is skipped
+            finite = all_finite(grads)
+            params = where_finite(finite, params, states.net_params)
+            optimizer_states = where_finite(finite, optimizer_states, states.optimizer_states)
+            states = states.update(loss_scale=loss_scale.adjust(finite))
+        states = states.update(net_params=params, optimizer_states=optimizer_states)
+        if self.ema_decay is not None:
+            trained = self._split_trainable(params)[0]
+            states = states.update(ema_params=self._ema_update(states.ema_params, trained))
+        return logs, states
 
-    def init_step(self, *args: Any, **kwargs: Any) -> InitStep:
-        """Initial states from one batch: one trace of the deepest step the model can run
-        (`train_step`, else `test_step`, else `pred_step`) with `initializing=True`."""
-        return self._call_default("init_step", args, kwargs)
+    def _ema_update(self, ema_params: PyTree, trainable: PyTree) -> PyTree:
+        """`decay * ema + (1 - decay) * params` (Keras' formula) for the trainable
+        parameters; a frozen one's average stays what it is (its parameter's value)."""
+        decay = float(self.ema_decay or 0.0)
+        ema_trainable, ema_frozen = self._split_trainable(ema_params)
+        average = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema_trainable, trainable)
+        return self._merge_trainable(average, ema_frozen)
 
-    def _default_init_step(
+    @default_step
+    def init_step(
         self,
         x: Any,
         y_true: Any,
         sample_weight: Any,
         class_weight: Any,
         states: States,
-        rng: Any = None,
+        rng: Any,
     ) -> InitStep:
+        """Initial states from one batch: one trace of the deepest step the model can run
+        (`train_step`, else `test_step`, else `pred_step`) with `initializing=True`."""
         available = dict(
             rng=rng,
             x=x,
@@ -397,17 +445,15 @@ class Model(eqx.Module):
         overrides = self._overridden()
         if y_true is not None or "train_step" in overrides or "test_step" in overrides:
             if self.optimizer is not None or "train_step" in overrides:
-                return self._run("train_step", **available)[1]
+                return run_step(self, "train_step", **available)[1]
             if self.loss is not None or "test_step" in overrides:
-                return self._run("test_step", **available)[2]
-        return self._run("pred_step", **available)[1]
+                return run_step(self, "test_step", **available)[2]
+        return run_step(self, "pred_step", **available)[1]
 
-    def summary_step(self, *args: Any, **kwargs: Any) -> list[SummaryRow]:
+    @default_step
+    def summary_step(self, x: Any, states: States) -> list[SummaryRow]:
         """The rows of `summary` for a batch `x`: one per submodule, found by tracing
         `pred_step` with `jax.eval_shape` (nothing runs on real data)."""
-        return self._call_default("summary_step", args, kwargs)
-
-    def _default_summary_step(self, x: Any, states: States) -> list[SummaryRow]:
         return summary_rows(self, x, states)
 
     def jit_step(self) -> JitSteps:
@@ -420,7 +466,7 @@ class Model(eqx.Module):
     def _overridden(cls) -> frozenset[str]:
         return frozenset(
             name
-            for name in (*STEP_METHODS, "states_step", "jit_step")
+            for name in (*KINDS, "states_step", "jit_step")
             if getattr(cls, name) is not getattr(Model, name)
         )
 
@@ -453,7 +499,9 @@ class Model(eqx.Module):
     def reset(self) -> None:
         """Start over: the model gets the states of a fresh model (`states_step`) and is
         no longer initialised, so the next `init`/`fit` initialises it again."""
-        engine(self).commit(self.states_step(), initialized=False)
+        run = engine(self)
+        run.commit(self.states_step(), initialized=False)
+        run.batch_epoch = 0
 
     def fit(
         self,
@@ -503,6 +551,7 @@ class Model(eqx.Module):
             steps_per_execution=steps_per_execution,
         )
 
+    @overload
     def evaluate(
         self,
         x: Any = None,
@@ -513,9 +562,44 @@ class Model(eqx.Module):
         steps: int | None = None,
         callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
-    ) -> dict[str, float]:
-        """Loss and metrics over the data with the current states (not changed)."""
-        return _loop.evaluate(
+        return_dict: Literal[True] = True,
+        use_ema: bool = True,
+    ) -> dict[str, float]: ...
+
+    @overload
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int = 1,
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
+        steps_per_execution: int | None = None,
+        *,
+        return_dict: Literal[False],
+        use_ema: bool = True,
+    ) -> float | list[float]: ...
+
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int = 1,
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
+        steps_per_execution: int | None = None,
+        return_dict: bool = True,
+        use_ema: bool = True,
+    ) -> dict[str, float] | float | list[float]:
+        """Loss and metrics over the data with the current states (not changed): a dict of
+        logs, or with `return_dict=False` Keras' list (the loss first; a single value
+        alone). A model with `ema_decay` is evaluated with its EMA weights unless
+        `use_ema=False`."""
+        logs = _loop.evaluate(
             self,
             x=x,
             y=y,
@@ -525,7 +609,9 @@ class Model(eqx.Module):
             steps=steps,
             callbacks=callbacks,
             steps_per_execution=steps_per_execution,
+            use_ema=use_ema,
         )
+        return logs if return_dict else _batch.as_keras_list(logs)
 
     def predict(
         self,
@@ -535,10 +621,12 @@ class Model(eqx.Module):
         steps: int | None = None,
         callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | None = None,
+        use_ema: bool = True,
     ) -> np.ndarray:
         """Predictions for every example of `x`, concatenated along the batch axis: a numpy
         array, or, when the module returns a pytree (a dict or tuple of outputs), that
-        pytree with numpy arrays at its leaves."""
+        pytree with numpy arrays at its leaves. A model with `ema_decay` predicts with its
+        EMA weights unless `use_ema=False`."""
         return _loop.predict(
             self,
             x=x,
@@ -547,7 +635,43 @@ class Model(eqx.Module):
             steps=steps,
             callbacks=callbacks,
             steps_per_execution=steps_per_execution,
+            use_ema=use_ema,
         )
+
+    # ------------------------------------------------------------------ batch API, weights
+
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        return_dict: bool = True,
+    ) -> Any:
+        """One training step on the batch `(x, y)`, exactly as `fit` runs it; returns that
+        step's logs (a dict, or with `return_dict=False` Keras' list, loss first). The
+        n-th call runs as the only step of epoch n, with fresh metrics (Keras 3)."""
+        return _batch.train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
+
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = True
+    ) -> Any:
+        """The loss and metrics on one batch, from fresh metrics (as `evaluate` on it)."""
+        return _batch.test_on_batch(self, x, y, sample_weight, return_dict)
+
+    def predict_on_batch(self, x: Any) -> Any:
+        """The predictions for one batch `x` (as `predict` on it, in one step)."""
+        return self.predict(x, batch_size=ArrayAdapter(x).size, verbose=0)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """The weights as Keras gives them: the leaves of `states.net_params` in tree order,
+        as numpy arrays."""
+        return _batch.get_weights(self)
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        """Replace the weights with `weights` (a list like `get_weights` returns: same
+        count, shapes and dtypes, else nothing changes and the error says which)."""
+        _batch.set_weights(self, weights)
 
     # ------------------------------------------------------------------ summary, save, load
 
@@ -593,13 +717,20 @@ class Model(eqx.Module):
         """
         return _summary.summary(self, x, depth, print_fn, return_string, console)
 
-    def save(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        weights_only: bool = False,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
         """Save `states` into directory `path` (leaves with `eqx.tree_serialise_leaves`,
         plus a JSON manifest). The new directory replaces an old one atomically: a crash
         mid-save leaves the previous save loadable. `weights_only` saves only `net_params`
-        and `net_states`. In a multi-process run, call it on every process: it gathers
-        states sharded across processes, and process 0 writes."""
-        _checkpoint.save(self, path, weights_only=weights_only)
+        and `net_states`. `metadata` (JSON-serialisable, e.g. `{"epoch": 3}`) is stored in
+        the manifest as it is. In a multi-process run, call it on every process: it
+        gathers states sharded across processes, and process 0 writes."""
+        _checkpoint.save(self, path, weights_only=weights_only, metadata=metadata)
 
     def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
         """Load a save of a model built the same way: its `states` give the structure,
@@ -608,16 +739,35 @@ class Model(eqx.Module):
         `weights_only` loads only `net_params` and `net_states`."""
         _checkpoint.load(self, path, weights_only=weights_only)
 
+    def export(
+        self, path: str | os.PathLike[str], *, platforms: Sequence[str] | str | None = None
+    ) -> None:
+        """Write the model's prediction to directory `path` so that it runs without the
+        model's code: `pred_step` in inference mode, as `predict` runs it, serialised with
+        `jax.export` with a symbolic batch dimension, plus its weights (stored beside the
+        function, not inside it) and a JSON manifest. Load it with
+        `eqx_elegy.load_exported(path)`, which needs only jax and numpy.
+
+        The model must have seen inputs (`init`, `fit`, `evaluate` or `predict`): the
+        structure it was built with is the one exported. `platforms` defaults to the one
+        jax runs on; e.g. `("cpu", "cuda")` lowers one artifact for both. `path` must be
+        new, empty or an earlier export; anything else is refused.
+        """
+        from ._export import export
+
+        export(self, path, platforms)
+
     # ------------------------------------------------------------------ distribution
 
-    def distributed(self, strategy: DataParallel) -> Model:
-        """A copy of this model that trains, evaluates and predicts with `strategy` (e.g.
-        `eqx_elegy.DataParallel()` or `eqx_elegy.FSDP()`), its states laid out on the
-        strategy's devices. This model is left as it was."""
-        if not isinstance(strategy, DataParallel):
+    def distributed(self, strategy: Strategy) -> Model:
+        """A copy of this model that trains, evaluates and predicts with `strategy` (any
+        `eqx_elegy.Strategy`, e.g. `eqx_elegy.DataParallel()` or `eqx_elegy.FSDP()`), its
+        states laid out on the strategy's devices. This model is left as it was."""
+        if not isinstance(strategy, Strategy):
             raise TypeError(
                 "distributed(strategy) takes a distribution strategy such as "
-                f"eqx_elegy.DataParallel() or eqx_elegy.FSDP(), got {type(strategy).__name__}."
+                "eqx_elegy.DataParallel() or eqx_elegy.FSDP() (any eqx_elegy.Strategy), got "
+                f"{type(strategy).__name__}."
             )
         model = eqx.tree_at(lambda m: m.strategy, self, strategy, is_leaf=lambda x: x is None)
         engine(model).commit(strategy.put_states(self.states), initialized=known_initialized(self))

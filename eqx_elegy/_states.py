@@ -10,6 +10,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Int, PRNGKeyArray
 
+
+def is_prng_key(leaf: Any) -> bool:
+    """Whether `leaf` is an array of typed PRNG keys (made by `jax.random.key`), which
+    holds key data that must be unwrapped to be packed, saved or moved."""
+    return isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
 DEFAULT_KEYS: tuple[str, ...] = (
     "rng",
     "net_params",

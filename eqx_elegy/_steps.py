@@ -1,24 +1,34 @@
-"""The typed outputs of the step methods, and their run-time check.
+"""The step kinds: one table of what each step method is, its typed output, and the
+run-time check of that output.
+
+`KINDS` is the one place a step kind is described: its output alias and elements, and,
+for the four the loops compile, the arguments of its compiled function, its random
+stream, whether it trains or initialises, and how the compiled call treats the states.
+The class-creation check (`Model.__init_subclass__`), `run_step` (injection and output
+check) and the compiler (`_jit`) all read it; a new step kind is a new row here, its
+default method on `Model`, and (if the loops run it) its use in `_loop`.
 
 The aliases are plain tuple types, so a step annotated `-> TestStep` may `return loss,
 logs, states` and pass pyright and mypy. At run time `check_output` verifies each output
 with jaxtyping and beartype and raises a `TypeError` that names the model class, the
 method, the alias and the offending element with its shape and dtype.
 
-The check runs while a step is traced (`Model._run` is called inside `jax.jit`), so it
+The check runs while a step is traced (`run_step` is called inside `jax.jit`), so it
 costs nothing once the step is compiled; `Model(check_types=False)` skips it entirely.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import jax
 import numpy as np
 from beartype.door import is_bearable
 from jaxtyping import Array, ArrayLike, Float, PyTree, Shaped
 
+from ._injection import call_plan
 from ._states import States
 
 if TYPE_CHECKING:
@@ -36,12 +46,98 @@ InitStep: TypeAlias = States
 _SCALAR_FLOAT: Any = Float[Array, ""]
 _SCALAR: Any = Shaped[Array, ""] | Shaped[np.ndarray, ""] | bool | int | float | np.number
 
+
+@dataclasses.dataclass(frozen=True)
+class StepKind:
+    """One step method and how the library runs it.
+
+    - `name`: the method, e.g. `"train_step"`.
+    - `alias`: its output alias (`"TrainStep"`), None when the output is not checked;
+      `outputs`: the alias's elements, in order.
+    - `compiled`: the `JitSteps` field holding its compiled-form function (None when the
+      loops do not run it directly), which takes the states and then `arguments`.
+    - `stream`: the random stream its compiled calls derive keys from, so that training,
+      evaluation, prediction and initialisation never reuse a key.
+    - `training`, `initializing`: the flags the loops pass it.
+    - `states`: how its compiled call treats the states: `"donated"` (training: the
+      buffers are consumed and new ones returned), `"carried"` (evaluation: the states
+      are read in place and only the leaves the step changes are carried from call to
+      call), `"built"` (initialisation: new states from old).
+    - `returns`: the output element its compiled function returns beside the states
+      (None: the states alone); `packed_logs`: whether that element is logs, packed into
+      one array as they leave the compiled call.
+    """
+
+    name: str
+    alias: str | None
+    outputs: tuple[str, ...] = ()
+    compiled: str | None = None
+    arguments: tuple[str, ...] = ()
+    stream: int = -1
+    training: bool = False
+    initializing: bool = False
+    states: Literal["donated", "carried", "built", None] = None
+    returns: str | None = None
+    packed_logs: bool = False
+
+
+_BATCH = ("batch", "class_weight")
+
+KINDS: dict[str, StepKind] = {
+    kind.name: kind
+    for kind in (
+        StepKind(
+            "pred_step",
+            "PredStep",
+            ("y_pred", "states"),
+            compiled="pred",
+            arguments=("x", "step"),
+            stream=2,
+            states="carried",
+            returns="y_pred",
+        ),
+        StepKind(
+            "test_step",
+            "TestStep",
+            ("loss", "logs", "states"),
+            compiled="test",
+            arguments=(*_BATCH, "step"),
+            stream=1,
+            states="carried",
+            returns="logs",
+            packed_logs=True,
+        ),
+        StepKind("grad_step", "GradStep", ("loss", "logs", "states", "grads")),
+        StepKind(
+            "train_step",
+            "TrainStep",
+            ("logs", "states"),
+            compiled="train",
+            arguments=(*_BATCH, "epoch", "step"),
+            stream=0,
+            training=True,
+            states="donated",
+            returns="logs",
+            packed_logs=True,
+        ),
+        StepKind(
+            "init_step",
+            "InitStep",
+            ("states",),
+            compiled="init",
+            arguments=_BATCH,
+            stream=3,
+            training=True,
+            initializing=True,
+            states="built",
+        ),
+        StepKind("summary_step", None),
+    )
+}
+
+# The element names of each alias, for messages.
 _LAYOUTS: dict[str, tuple[str, ...]] = {
-    "PredStep": ("y_pred", "states"),
-    "TestStep": ("loss", "logs", "states"),
-    "GradStep": ("loss", "logs", "states", "grads"),
-    "TrainStep": ("logs", "states"),
-    "InitStep": ("states",),
+    kind.alias: kind.outputs for kind in KINDS.values() if kind.alias is not None
 }
 
 
@@ -184,6 +280,40 @@ def check_output(
         problem = _check_y_pred(parts["y_pred"], batch_size)
     if problem is not None:
         raise _fail(owner, method, alias, problem, value)
+
+
+def run_step(model: Model, name: str, **available: Any) -> Any:
+    """Call step `name` of `model` with those of the injectable values `available` that
+    it names, and check its output against the step's alias (unless the model has
+    `check_types=False`). This is how every step is called: by the compiled functions,
+    by the default steps calling each other, and by `summary`."""
+    call, wanted = call_plan(type(model), name)
+    if wanted is None:
+        out = call(model, **available)
+    else:
+        out = call(model, **{key: available[key] for key in wanted if key in available})
+    alias = KINDS[name].alias
+    if model.check_types and alias is not None:
+        check_output(
+            type(model).__name__,
+            name,
+            alias,
+            out,
+            net_params=available["states"].net_params if name == "grad_step" else None,
+            batch_size=batch_size_of(available["x"])
+            if name == "pred_step" and model.vmap
+            else None,
+        )
+    return out
+
+
+def batch_size_of(x: Any) -> int:
+    """The leading (batch) dimension of the arrays of `x`: a Python int, or a symbolic
+    dimension when `x` is traced for `Model.export` (so never `int()` it)."""
+    leaves = jax.tree.leaves(x)
+    if not leaves or not getattr(leaves[0], "shape", ()):
+        raise ValueError("x must contain arrays with a leading batch dimension.")
+    return leaves[0].shape[0]
 
 
 def require_predictor(model: Model, method: str) -> None:

@@ -23,8 +23,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ._injection import inject
-from ._steps import require_predictor
+from ._steps import require_predictor, run_step
+from ._trainable import frozen_ids
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -81,26 +81,33 @@ def count(tree: Any) -> tuple[int, int]:
     return sum(int(np.prod(a.shape)) for a in leaves), sum(_nbytes(a) for a in leaves)
 
 
-def _split_count(params: Any, net_states: Any) -> tuple[int, int, int, int]:
+def _split_count(
+    params: Any, net_states: Any, frozen_ids: frozenset[int] = frozenset()
+) -> tuple[int, int, int, int]:
     """Trainable and non-trainable `(count, bytes)` of a subtree of `net_params`, plus
-    the entries of `net_states` that belong to the subtree's `eqx.nn.StateIndex`es."""
+    the entries of `net_states` that belong to the subtree's `eqx.nn.StateIndex`es. The
+    leaves in `frozen_ids` (frozen by the model's `trainable=`) are non-trainable."""
     leaves = _arrays(params)
-    trainable = count([a for a in leaves if _is_inexact(a)])
-    frozen = [a for a in leaves if not _is_inexact(a)]
+    trains = [_is_inexact(a) and id(a) not in frozen_ids for a in leaves]
+    trainable = count([a for a, t in zip(leaves, trains, strict=True) if t])
+    frozen = [a for a, t in zip(leaves, trains, strict=True) if not t]
     if isinstance(net_states, eqx.nn.State):
-        for index in jax.tree.leaves(params, is_leaf=_is_state_index):
-            if _is_state_index(index):
+        for index in jax.tree.leaves(params, is_leaf=is_state_index):
+            if is_state_index(index):
                 frozen.extend(_arrays(net_states.get(index)))
     return (*trainable, *count(frozen))
 
 
-def totals(states: States) -> dict[str, tuple[int, int]]:
+def totals(states: States, frozen_ids: frozenset[int] = frozenset()) -> dict[str, tuple[int, int]]:
     """The totals under the table, from the states alone: `(count, bytes)` for
-    `trainable`, `non_trainable` (other arrays of `net_params`, and `net_states`),
-    `total` (both) and `optimizer` (`optimizer_states`)."""
+    `trainable`, `non_trainable` (other arrays of `net_params`, those in `frozen_ids`,
+    and `net_states`), `total` (both) and `optimizer` (`optimizer_states`)."""
     params = _arrays(states.net_params)
-    trainable = count([a for a in params if _is_inexact(a)])
-    frozen = count([a for a in params if not _is_inexact(a)] + _arrays(states.net_states))
+    trains = [_is_inexact(a) and id(a) not in frozen_ids for a in params]
+    trainable = count([a for a, t in zip(params, trains, strict=True) if t])
+    frozen = count(
+        [a for a, t in zip(params, trains, strict=True) if not t] + _arrays(states.net_states)
+    )
     return {
         "trainable": trainable,
         "non_trainable": frozen,
@@ -112,7 +119,8 @@ def totals(states: States) -> dict[str, tuple[int, int]]:
 # ---------------------------------------------------------------------------- paths
 
 
-def _is_state_index(node: Any) -> bool:
+def is_state_index(node: Any) -> bool:
+    """Whether `node` is an `eqx.nn.StateIndex`, a handle into `eqx.nn.State`."""
     return isinstance(node, eqx.nn.StateIndex)
 
 
@@ -122,7 +130,7 @@ def _is_module(node: Any) -> bool:
 
 def _is_layer(node: Any) -> bool:
     """Submodules shown as rows: equinox modules, except the handles into `eqx.nn.State`."""
-    return isinstance(node, eqx.Module) and not _is_state_index(node)
+    return isinstance(node, eqx.Module) and not is_state_index(node)
 
 
 def _key_str(key: Any) -> str:
@@ -258,7 +266,9 @@ def _trace(model: Model, x: Any, states: States) -> tuple[Any, States]:
     (no `net_params`) is traced with `initializing=True`, which builds them."""
     initializing = states.net_params is None
     return eqx.filter_eval_shape(
-        lambda s: model._run("pred_step", x=x, states=s, initializing=initializing, training=False),
+        lambda s: run_step(
+            model, "pred_step", x=x, states=s, initializing=initializing, training=False
+        ),
         states,
     )
 
@@ -274,7 +284,9 @@ def summary_states(model: Model, x: Any) -> States:
     if states.optimizer_states is None and states.net_params is not None and optimizer is not None:
         with jax.numpy_dtype_promotion("standard"):  # optax is not strict-promotion clean
             states = states.update(
-                optimizer_states=jax.eval_shape(optimizer.init, states.net_params)
+                optimizer_states=jax.eval_shape(
+                    optimizer.init, model._split_trainable(states.net_params)[0]
+                )
             )
     return states
 
@@ -289,6 +301,7 @@ def summary_rows(model: Model, x: Any, states: States) -> list[SummaryRow]:
 
     batch = _batch(x) if _per_example(model) else None
     layers = _layers(states.net_params)
+    frozen = frozen_ids(model.trainable, states.net_params)
     records: dict[KeyPath, _Record] = {}
     classes: dict[KeyPath, type] = {}
     for path, depth, node in layers:
@@ -316,7 +329,7 @@ def summary_rows(model: Model, x: Any, states: States) -> list[SummaryRow]:
                 path_str(path),
                 type(node).__name__,
                 output,
-                *_split_count(node, states.net_states),
+                *_split_count(node, states.net_states, frozen),
                 depth=depth,
             )
         )
@@ -396,7 +409,8 @@ def render(
             _size(row.non_trainable, row.non_trainable_bytes),
         )
     console.print(table)
-    sums = totals(states)
+    frozen = frozen_ids(model.trainable, states.net_params)
+    sums = totals(states, frozen)
     console.print(f"Input: {describe_output(x)}")
     if _per_example(model) and model.module is not None:
         console.print(
@@ -407,6 +421,9 @@ def render(
     console.print(f"Total parameters: {_size(*sums['total'])}")
     console.print(f"  trainable: {_size(*sums['trainable'])}")
     console.print(f"  non-trainable: {_size(*sums['non_trainable'])}")
+    if frozen:
+        frozen_leaves = [a for a in _arrays(states.net_params) if id(a) in frozen]
+        console.print(f"    of which frozen by trainable=: {_size(*count(frozen_leaves))}")
     console.print(f"Optimizer state: {_size(*sums['optimizer'])}")
 
 
@@ -424,7 +441,7 @@ def summary(
     if x is None or not jax.tree.leaves(x):
         raise ValueError("summary needs x: a batch of inputs (e.g. x_train[:1]) to trace with.")
     states = summary_states(model, x)
-    rows = inject(model, "summary_step", x=x, states=states)
+    rows = run_step(model, "summary_step", x=x, states=states)
     if not isinstance(rows, list) or not all(isinstance(r, SummaryRow) for r in rows):
         raise TypeError(
             f"{type(model).__name__}.summary_step must return a list of elegy.SummaryRow, got "

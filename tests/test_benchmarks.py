@@ -40,3 +40,35 @@ def test_bench_progbar_quick_runs():
         timeout=600,
     )
     assert "verbose" in result.stdout
+
+
+def test_bench_remat_quick_measures_both_settings(tmp_path):
+    out = tmp_path / "remat.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/bench_remat.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"remat=False", "remat=True"}
+    assert all(row["temp_mib"] > 0 and row["step_ms"] > 0 for row in results.values())
+
+
+def test_bench_export_quick_measures_both_sides(tmp_path):
+    out = tmp_path / "export.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/bench_export.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"small 64-32-10", "medium 64-256-256-10"}
+    for rows in report["results"].values():
+        assert set(rows) == {"32", "256"}
+        for r in rows.values():
+            assert all(r["rows_per_s"][k] > 0 for k in ("predict", "load_exported", "plain"))
+            assert r["ratio"]["load_exported"] > 0 and r["ratio"]["plain"] > 0

@@ -25,7 +25,6 @@ from helpers import CountCompiles
 from rich.console import Console
 
 import eqx_elegy as elegy
-from eqx_elegy._engine import engine
 from eqx_elegy.callbacks import (
     BackupAndRestore,
     Callback,
@@ -34,6 +33,7 @@ from eqx_elegy.callbacks import (
     EarlyStopping,
     History,
     LambdaCallback,
+    LearningRateScheduler,
     ModelCheckpoint,
     ProgbarLogger,
     ReduceLROnPlateau,
@@ -165,22 +165,43 @@ def test_hooks_are_called_and_unused_ones_skipped(model: elegy.Model) -> None:
 def test_states_are_stored_for_batch_hooks_only_when_read(
     model: elegy.Model, reads_states: bool
 ) -> None:
+    # Storing the States on the model rebuilds the pytree, which costs about a small
+    # model's step: the loop does it before every batch hook only for callbacks that may
+    # read the model some other way than `self.model` (reads_states_per_batch, the
+    # default); otherwise only when `self.model` is read (Keras' approach on JAX).
     class Watcher(Callback):
         reads_states_per_batch = reads_states
 
         def __init__(self) -> None:
             super().__init__()
-            self.seen: list[elegy.States] = []
+            self.stored: list[elegy.States] = []  # as on the model, without a sync
+            self.read: list[list[np.ndarray]] = []
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-            self.seen.append(self.model.states)
+            self.stored.append(model.states)
+            if batch % 2:  # reads through self.model, every other step
+                self.read.append(_params(self.model))
 
     watcher = Watcher()
+    reference = _snapshots_per_step(model)
+    model.reset()
     _fit(model, [watcher], epochs=1)
-    # Storing the States on the model each step rebuilds the pytree: a callback that only
-    # counts steps or reads logs (ProgbarLogger, TerminateOnNaN, TensorBoard) avoids it.
-    assert len({id(states) for states in watcher.seen}) == (STEPS if reads_states else 1)
+    stored = [id(states) for states in watcher.stored]
+    if reads_states:
+        assert len(set(stored)) == STEPS
+    else:  # the initial states, then those stored by the read at batch 1 (seen at 2 and 3)
+        assert stored[0] == stored[1] != stored[2] == stored[3]
+    for seen, expected in zip(watcher.read, reference[1::2], strict=True):
+        for a, b in zip(seen, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
     assert not ProgbarLogger.reads_states_per_batch
+
+
+def _snapshots_per_step(model: elegy.Model) -> list[list[np.ndarray]]:
+    """The parameters after each step of one epoch (from a callback that reads them all)."""
+    seen: list[list[np.ndarray]] = []
+    _fit(model, [LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(_params(model)))], 1)
+    return seen
 
 
 def test_throttled_batch_end_hooks_come_rarely_and_at_each_last_step(model: elegy.Model) -> None:
@@ -290,16 +311,146 @@ def test_early_stopping_patience_min_delta_baseline_and_warm_up(model: elegy.Mod
     assert stopper.stopped_epoch is None
 
 
-def test_unknown_monitor_warns_once_naming_the_available_keys(model: elegy.Model) -> None:
+LOGS = "accuracy, loss, sparse_categorical_crossentropy_loss"
+
+
+@pytest.mark.parametrize(
+    ("make", "validation", "message"),
+    [
+        (
+            lambda: EarlyStopping(monitor="val_loss"),
+            False,
+            f"EarlyStopping: monitor='val_loss' is not a log of this fit; available: {LOGS}. "
+            "val_ logs need validation data: pass validation_data or "
+            "validation_split.",
+        ),
+        (
+            lambda: ModelCheckpoint("unused", monitor="val_acc", save_best_only=True),
+            True,
+            "ModelCheckpoint: monitor='val_acc' is not a log of this fit; available: "
+            f"{LOGS}, val_accuracy, val_loss, val_sparse_categorical_crossentropy_loss.",
+        ),
+        (
+            lambda: ModelCheckpoint("unused", monitor="val_loss", save_best_only=True, save_freq=2),
+            True,
+            "ModelCheckpoint: monitor='val_loss' is not a log of this fit; available at each "
+            f"step: {LOGS}.",
+        ),
+    ],
+)
+def test_an_unknown_monitor_fails_before_the_first_step(
+    model: elegy.Model, make: Any, validation: bool, message: str
+) -> None:
+    _fit(model, [], epochs=1)
+    before = model.states
+    val = (X, Y) if validation else None
+    with CountCompiles() as compiles, pytest.raises(ValueError) as raised:
+        _fit(model, [make()], epochs=2, validation_data=val)
+    assert str(raised.value) == message
+    assert compiles.count == 0 and model.states is before
+
+
+def test_monitors_may_watch_the_learning_rate_and_val_logs(injected: elegy.Model) -> None:
+    reducer = ReduceLROnPlateau(monitor="val_los", mode="min")
+    with pytest.raises(ValueError) as raised:
+        _fit(injected, [reducer], epochs=1, validation_data=(X, Y))
+    assert str(raised.value) == (
+        "ReduceLROnPlateau: monitor='val_los' is not a log of this fit; available: accuracy, "
+        "learning_rate, loss, sparse_categorical_crossentropy_loss, val_accuracy, val_loss, "
+        "val_sparse_categorical_crossentropy_loss."
+    )
+    # The learning rate falls by 0.9 every epoch: with mode="max" it never improves.
+    stopper = EarlyStopping(monitor="learning_rate", mode="max", patience=1)
+    history = _fit(
+        injected,
+        [LearningRateScheduler(lambda epoch, lr: 0.1 * 0.9**epoch), stopper],
+        epochs=5,
+    )
+    assert history.epoch == [0, 1] and stopper.stopped_epoch == 1
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.09])
+
+
+def test_checkpoint_filepaths_may_use_the_learning_rate(
+    injected: elegy.Model, adam_model: elegy.Model, tmp_path: Path
+) -> None:
+    _fit(injected, [ModelCheckpoint(tmp_path / "e{epoch}-lr{learning_rate:.3f}")], epochs=2)
+    assert sorted(os.listdir(tmp_path)) == ["e1-lr0.100", "e2-lr0.100"]
+    adam_model.reset()
+    saver = ModelCheckpoint(tmp_path / "x{learning_rate}")
+    with pytest.raises(ValueError) as raised:
+        _fit(adam_model, [saver], epochs=1)
+    assert str(raised.value) == (
+        f"ModelCheckpoint: filepath {saver.filepath!r} uses {{learning_rate}}, which is not a "
+        "log of this fit; available: accuracy, epoch, loss, sparse_categorical_crossentropy_loss."
+    )
+
+
+def _adds_score(values: list[float]) -> LambdaCallback:
+    """Adds the log `score` (`values[epoch]`) for the callbacks after it, as a user's
+    callback may."""
+
+    def add(epoch: int, logs: Any) -> None:
+        logs["score"] = values[epoch]
+
+    return LambdaCallback(on_epoch_end=add)
+
+
+def test_a_monitor_a_callback_before_it_may_add_is_a_warning(model: elegy.Model) -> None:
+    stopper = EarlyStopping(monitor="score", mode="max", patience=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = _fit(model, [_adds_score([1.0, 3.0, 2.0, 2.5, 4.0]), stopper], epochs=5)
+    # The log was added, so only the check before the first step warned, and the
+    # callback used it: epoch 1 is the best, epoch 3 the second without improvement.
+    assert [str(w.message) for w in caught] == [
+        f"EarlyStopping: monitor='score' is not a log of this fit; available: {LOGS}. "
+        "A callback before it may add that log, so this is a warning (as in Keras); if none "
+        "does, the callback never acts on it."
+    ]
+    assert caught[0].filename == __file__  # the warning points at the user's call of fit
+    assert history.epoch == [0, 1, 2, 3] and stopper.best_epoch == 1
+    # After the monitor, a callback cannot add its log: that is an error.
+    model.reset()
+    with pytest.raises(ValueError, match="EarlyStopping: monitor='score' is not a log"):
+        _fit(model, [stopper, _adds_score([1.0])], epochs=1)
+
+
+def test_a_monitor_nothing_adds_warns_once_more_when_it_is_missing(model: elegy.Model) -> None:
     stopper = EarlyStopping(monitor="val_loss", patience=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = _fit(model, [stopper], epochs=3)
+        history = _fit(model, [LambdaCallback(on_epoch_end=lambda e, logs: None), stopper])
     assert history.epoch == [0, 1, 2]
     messages = [str(w.message) for w in caught]
-    assert len(messages) == 1, messages
-    assert "monitor='val_loss' is not in the logs" in messages[0]
-    assert "available: accuracy, loss, sparse_categorical_crossentropy_loss" in messages[0]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("EarlyStopping: monitor='val_loss' is not a log of this fit")
+    assert messages[1] == (
+        f"EarlyStopping: monitor='val_loss' is not in the logs (available: {LOGS}); early "
+        "stopping is not checked on such epochs."
+    )
+
+
+class _OwnLogs(elegy.Model):
+    """A test step with logs of its own: they cannot be known before it runs."""
+
+    def test_step(
+        self, x: Any, y_true: Any, states: elegy.States, initializing: bool
+    ) -> elegy.TestStep:
+        loss, _, states = super().test_step(x, y_true, states=states, initializing=initializing)
+        return loss, {"loss": loss, "own": 2 * loss}, states
+
+
+def test_with_a_step_of_the_users_own_monitors_are_not_checked_ahead() -> None:
+    model = _OwnLogs(
+        module=eqx.nn.MLP(4, 3, 8, 1, key=jax.random.key(0)),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    stopper = EarlyStopping(monitor="own", mode="max", patience=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = _fit(model, [stopper], epochs=3)
+    assert not caught and history.epoch == [0, 1] and stopper.stopped_epoch == 1
 
 
 def test_monitor_bad_input() -> None:
@@ -513,12 +664,27 @@ def test_tensorboard_writes_epoch_step_and_learning_rate_scalars(
 # ---------------------------------------------------------------------------- ReduceLROnPlateau
 
 
-def _one_step(model: elegy.Model, epoch: int) -> list[np.ndarray]:
-    """How one training step (epoch `epoch`, step 0, fixed batch) changes the parameters."""
-    before = _params(model)
+class _StartFrom(Callback):
+    """Starts a fit from the given states (through the public callback API)."""
+
+    def __init__(self, states: elegy.States) -> None:
+        super().__init__()
+        self.states = states
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        self.set_states(self.states)
+
+
+def _one_step(
+    model: elegy.Model, epoch: int, start: elegy.States | None = None
+) -> list[np.ndarray]:
+    """How one training step (epoch `epoch`, step 0, fixed batch) changes the parameters,
+    from the model's states or from `start`."""
+    states = model.states if start is None else start
+    before = [np.array(leaf) for leaf in jax.tree.leaves(states.net_params)]
     model.fit(
         X, Y, batch_size=BATCH, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=1,
-        shuffle=False, verbose=0,
+        shuffle=False, verbose=0, callbacks=[] if start is None else [_StartFrom(start)],
     )  # fmt: skip
     return [after - b for after, b in zip(_params(model), before, strict=True)]
 
@@ -537,8 +703,7 @@ def test_reduce_lr_on_plateau_lowers_the_rate_the_optimizer_uses(injected: elegy
     with CountCompiles() as compiles:
         reduced = _one_step(injected, 3)
         at_initial_rate = with_learning_rates(saved.optimizer_states, lambda lr: 0.1)
-        engine(injected).commit(saved.update(optimizer_states=at_initial_rate))
-        initial = _one_step(injected, 3)
+        initial = _one_step(injected, 3, start=saved.update(optimizer_states=at_initial_rate))
     assert compiles.count == 0
     small, large = (
         np.concatenate([a.ravel() for a in reduced]),
@@ -787,3 +952,57 @@ def test_early_stopping_does_not_stop_at_a_nan_first_epoch(model: elegy.Model) -
     stopper = EarlyStopping(monitor="loss", patience=1)
     assert _fit(model, [_poison(set(range(4))), stopper], epochs=4).epoch == [0, 1]
     assert stopper.stopped_epoch == 1
+
+
+# ---------------------------------------------------------------------------- the callback API
+
+
+def test_a_callback_sets_states_and_resumes_through_its_own_methods(model: elegy.Model) -> None:
+    x0 = _params(model)
+
+    class Restart(Callback):
+        reads_states_per_batch = False
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.resume_at(1, 2)  # as if one epoch and two steps had run
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.batches.append(batch)
+            if batch == 3:  # back to the initial weights, once
+                self.set_states(self.model.states.update(net_params=self.initial))
+
+    restart = Restart()
+    restart.batches = []
+    restart.initial = model.states.net_params
+    history = _fit(model, [restart], epochs=2)
+    assert history.epoch == [1] and restart.batches == [2, 3]
+    for a, b in zip(_params(model), x0, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_callback_api_refuses_bad_input(model: elegy.Model) -> None:
+    callback = Callback()
+    with pytest.raises(AttributeError, match="Callback has no model yet"):
+        callback.model  # noqa: B018
+    callback.set_model(model)
+    assert callback.model is model and callback.is_main_process()
+    with pytest.raises(TypeError, match=r"Callback.set_states takes elegy.States .* got dict"):
+        callback.set_states({"net_params": None})  # type: ignore[arg-type]
+    for bad in ((-1, 0), (0, 1.5), (True, 0)):
+        with pytest.raises(ValueError, match="Callback.resume_at: .* must be an int >= 0"):
+            callback.resume_at(*bad)  # type: ignore[arg-type]
+    assert model.fit(X, Y, batch_size=BATCH, epochs=1, verbose=0).epoch == [0]  # nothing set
+
+
+def test_callbacks_write_only_on_the_main_process(model: elegy.Model, tmp_path: Path) -> None:
+    class Elsewhere(elegy.DefaultStrategy):
+        """Runs here, but this process is not the one that writes."""
+
+        def is_main_process(self) -> bool:
+            return False
+
+    log = tmp_path / "log.csv"
+    _fit(model.distributed(Elsewhere()), [CSVLogger(log)], epochs=1)
+    assert not log.exists()
+    _fit(model, [CSVLogger(log)], epochs=1)
+    assert log.exists()

@@ -142,11 +142,11 @@ def test_a_default_step_given_too_many_positional_arguments_raises():
     x = jnp.asarray(X[:4])
     with pytest.raises(
         TypeError,
-        match=r"Model\.pred_step takes at most 4 positional arguments \(x, states, "
+        match=r"Model\.pred_step takes 4 positional arguments \(x, states, "
         r"initializing, training\) but 5 were given",
     ):
         model.pred_step(x, states, False, False, "extra")
-    with pytest.raises(TypeError, match=r"Model\.test_step got multiple values for 'x'"):
+    with pytest.raises(TypeError, match=r"Model\.test_step got multiple values for argument 'x'"):
         model.test_step(x, x=x)
     # Within the limit, arguments bind by position and the rest are None or False.
     y_pred, _ = model.pred_step(x, states)

@@ -272,8 +272,9 @@ class DuckValidation:
 
 def test_generator_running_out_stops_fit_with_a_warning() -> None:
     model = mlp_model()
-    with pytest.warns(UserWarning, match="ran out in epoch 2 after 2 of 3 steps"):
+    with pytest.warns(UserWarning, match="ran out in epoch 2 after 2 of 3 steps") as caught:
         history = model.fit(iter(batch_list()), steps_per_epoch=3, epochs=5, verbose=0)
+    assert caught[0].filename == __file__  # it names the line that called fit
     assert history.epoch == [0, 1, 2]
     trained = params(model)
     model = mlp_model()
@@ -606,5 +607,6 @@ def test_steps_beyond_the_batches_of_arrays_or_a_sequence_warn() -> None:
         UserWarning, match=r"steps_per_epoch=10 is more than the 8 batches of x \(len\(x\) is 8\)"
     ):
         _orders(_IdBatches(), epochs=1, steps_per_epoch=10)
-    with pytest.warns(UserWarning, match=r"steps=9 is more than the 8 batches of x"):
+    with pytest.warns(UserWarning, match=r"steps=9 is more than the 8 batches of x") as caught:
         mlp_model().evaluate(X, Y, batch_size=BATCH, steps=9, verbose=0)
+    assert caught[0].filename == __file__

@@ -323,15 +323,16 @@ def test_save_and_load_sharded_states(data: Any, tmp_path: Any) -> None:
 def test_evaluation_carries_only_the_metrics(data, strategy):
     # The parameters and optimizer state a test step passes through untouched are read
     # in place, not carried (which would hold a second copy of them during evaluation).
-    from eqx_elegy._jit import _carried, _counted, flatten_states_on_host
+    from eqx_elegy._flat import flatten_states_on_host
+    from eqx_elegy._jit import carried_leaves
 
     x, y = data
     model = mlp_model().distributed(strategy)
     model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0)
     buffers, layout = flatten_states_on_host(model.states, pack=False)
     batch = (x[:BATCH], y[:BATCH], None)
-    test = _counted(model.jit_step().test, "test_step")
-    carried = _carried(test, layout, buffers, (batch, None, np.zeros(2, np.int32)))
+    args = (batch, None, np.zeros(2, np.int32))
+    carried = carried_leaves(model.jit_step(), "test_step", layout, buffers, args)
     paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(model.states)]
     assert {paths[i].split("'")[1] for i in carried.indices} == {"metrics_states"}
     logs = model.evaluate(x, y, batch_size=BATCH, verbose=0)

@@ -278,7 +278,12 @@ def test_validation_data_may_be_a_list():
     [
         ("c-{val_loss:.2f}", "epoch", False, r"uses \{val_loss\}, which is not a log of this fit"),
         ("c-{acc}", "epoch", True, r"available: accuracy, epoch, loss, .*val_accuracy, val_loss"),
-        ("c-{val_loss}", 2, True, r"uses \{val_loss\}.*available: accuracy, batch, epoch, loss"),
+        (
+            "c-{val_loss}",
+            2,
+            True,
+            r"uses \{val_loss\}.*available at each step: accuracy, batch, epoch",
+        ),
         ("c-{batch}", "epoch", False, r"uses \{batch\}, but it saves at the end of each epoch"),
     ],
 )

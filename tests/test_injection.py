@@ -1,9 +1,14 @@
+import inspect
 from typing import Any
 
+import equinox as eqx
+import jax
+import numpy as np
 import pytest
 
 import eqx_elegy as elegy
-from eqx_elegy._injection import INJECTABLE, inject
+from eqx_elegy._injection import INJECTABLE
+from eqx_elegy._steps import run_step
 
 
 def test_unknown_parameter_rejected_at_class_creation():
@@ -28,12 +33,67 @@ def test_positional_only_rejected():
 
 
 def test_inject_passes_only_named_parameters():
-    class Probe:
+    class Probe(elegy.Model):
         def pred_step(self, states, x):
             return x, states
 
         def test_step(self, **kwargs: Any):
             return sorted(kwargs)
 
-    assert inject(Probe(), "pred_step", x=1, states=2, y_true=3, training=True) == (1, 2)
-    assert inject(Probe(), "test_step", x=1, rng=2) == ["rng", "x"]
+    probe = Probe(check_types=False)
+    out = run_step(probe, "pred_step", x=1, states=2, y_true=3, training=True)
+    assert out == (1, 2)
+    assert run_step(probe, "test_step", x=1, rng=2) == ["rng", "x"]
+
+
+def test_default_steps_show_their_real_signature():
+    params = list(inspect.signature(elegy.Model.pred_step).parameters)
+    assert params == ["self", "x", "states", "initializing", "training"]
+    assert list(inspect.signature(elegy.Model.init_step).parameters)[1:] == [
+        "x",
+        "y_true",
+        "sample_weight",
+        "class_weight",
+        "states",
+        "rng",
+    ]
+
+
+class Doubler(elegy.Model):
+    """Calls the default pred_step the ways a user's override does."""
+
+    def pred_step(self, x, states, training):
+        y_pred, states = super().pred_step(x, states, training=training, rng=None)
+        return 2 * y_pred, states
+
+
+def test_a_default_step_binds_positional_and_ignores_unused_injectable_names():
+    module = eqx.nn.Linear(3, 2, key=jax.random.key(0))
+    x = np.ones((4, 3), np.float32)
+    model = Doubler(module=module)
+    np.testing.assert_allclose(model.predict(x), 2 * jax.vmap(module)(x), rtol=1e-6)
+    y_pred, _ = elegy.Model(module=module).pred_step(x, model.states)  # flags default False
+    np.testing.assert_allclose(y_pred, jax.vmap(module)(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, message",
+    [
+        ((1, 2, False, False, 5), {}, r"Model.pred_step takes 4 positional arguments \(x, "),
+        ((1,), {"x": 1}, "Model.pred_step got multiple values for argument 'x'"),
+        ((), {"labels": 1}, "Model.pred_step got an unexpected keyword argument 'labels'"),
+    ],
+)
+def test_a_default_step_called_wrongly_says_how(args, kwargs, message):
+    model = elegy.Model(module=eqx.nn.Linear(3, 2, key=jax.random.key(0)))
+    with pytest.raises(TypeError, match=message):
+        model.pred_step(*args, **kwargs)
+
+
+def test_every_step_kind_is_a_method_and_every_compiled_kind_a_jit_steps_field():
+    from eqx_elegy._steps import KINDS
+
+    for name, kind in KINDS.items():
+        assert callable(getattr(elegy.Model, name)) and kind.name == name
+    compiled = {kind.compiled for kind in KINDS.values()} - {None}
+    assert compiled == set(elegy.JitSteps._fields) - {"jit"}

@@ -200,6 +200,67 @@ def test_every_keras_name_builds_the_same_metric(name):
     )
 
 
+# Every function `keras.metrics` exports, with inputs in its domain (y_true, y_pred).
+FUNCTION_INPUTS = {
+    "binary_accuracy": ("binary", "sigmoid"),
+    "binary_crossentropy": ("binary", "sigmoid"),
+    "binary_focal_crossentropy": ("binary", "sigmoid"),
+    "categorical_accuracy": ("one_hot", "probs"),
+    "categorical_crossentropy": ("one_hot", "probs"),
+    "categorical_focal_crossentropy": ("one_hot", "probs"),
+    "categorical_hinge": ("one_hot", "real_pred"),
+    "concordance_correlation": ("real_true", "real_pred"),
+    "hinge": ("binary", "real_pred"),
+    "huber": ("real_true", "real_pred"),
+    "kl_divergence": ("other_probs", "probs"),
+    "log_cosh": ("real_true", "real_pred"),
+    "mean_absolute_error": ("real_true", "real_pred"),
+    "mean_absolute_percentage_error": ("real_true", "real_pred"),
+    "mean_squared_error": ("real_true", "real_pred"),
+    "mean_squared_logarithmic_error": ("pos_true", "pos_pred"),
+    "pearson_correlation": ("real_true", "real_pred"),
+    "poisson": ("pos_true", "pos_pred"),
+    "sparse_categorical_accuracy": ("ids", "probs"),
+    "sparse_categorical_crossentropy": ("ids", "probs"),
+    "sparse_top_k_categorical_accuracy": ("ids", "probs"),
+    "squared_hinge": ("binary", "real_pred"),
+    "top_k_categorical_accuracy": ("one_hot", "probs"),
+}
+
+
+def test_every_keras_metric_function_is_covered():
+    functions = {
+        n
+        for n, o in vars(keras.metrics).items()
+        if inspect.isfunction(o) and n not in {"get", "serialize", "deserialize"}
+    }
+    assert functions == set(FUNCTION_INPUTS)
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTION_INPUTS))
+def test_keras_metric_function_names_mean_what_they_mean_in_keras(name):
+    # A name Keras' compile accepts builds the same metric, with Keras' value; a name
+    # Keras refuses (`"huber"`: only the function works there) is refused here too.
+    try:
+        keras_metric = keras.metrics.get(name)
+    except ValueError:
+        with pytest.raises(ValueError, match=rf"Unknown metric name {name!r} in metrics\[0\]"):
+            LossesAndMetrics.build(None, [name])
+        return
+    t, p = FUNCTION_INPUTS[name]
+    pairs = [(b[t], b[p]) for b in BATCHES]
+    weights = [b["weight"] for b in BATCHES]
+    (term,) = LossesAndMetrics.build(None, [name]).metrics
+    assert type(term.metric).__name__ == type(keras_metric).__name__
+    assert term.log_name == name
+    np.testing.assert_allclose(
+        our_result(term.metric, pairs, weights),
+        keras_result(keras_metric, pairs, weights),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
 # ---------------------------------------------------------------- deliberate differences
 
 

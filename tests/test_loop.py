@@ -177,7 +177,7 @@ def test_a_step_that_changes_a_dtype_is_refused():
 
 
 def test_packed_states_round_trip_bit_for_bit():
-    from eqx_elegy._jit import flatten_states, flatten_states_on_host, unflatten_states
+    from eqx_elegy._flat import flatten_states, flatten_states_on_host, unflatten_states
 
     states = elegy.States(
         f32=jnp.array([1.5, np.nan, -0.0], jnp.float32),

@@ -82,16 +82,20 @@ def binary_metrics(logits):
             metrics.BinaryAccuracy(threshold=cut),
             lambda w: skm.accuracy_score(BIN, predicted, sample_weight=w),
         ),
+        "binary_accuracy_from_logits": (
+            metrics.BinaryAccuracy(from_logits=logits),
+            lambda w: skm.accuracy_score(BIN, predicted, sample_weight=w),
+        ),
         "precision": (
-            metrics.Precision(threshold=cut),
+            metrics.Precision(from_logits=logits),
             lambda w: skm.precision_score(BIN, predicted, sample_weight=w),
         ),
         "recall": (
-            metrics.Recall(threshold=cut),
+            metrics.Recall(from_logits=logits),
             lambda w: skm.recall_score(BIN, predicted, sample_weight=w),
         ),
         "f1": (
-            metrics.F1(threshold=cut),
+            metrics.F1(from_logits=logits),
             lambda w: skm.f1_score(BIN, predicted, sample_weight=w),
         ),
         "auc": (
@@ -169,7 +173,7 @@ def test_multi_class_precision_recall_f1_match_sklearn(weighted):
                 (metrics.Precision, skm.precision_score),
                 (metrics.Recall, skm.recall_score),
             ]:
-                got = value(cls(average=average, num_classes=C), y_true, SOFTMAX, w)
+                got = value(cls(top_k=1, average=average, num_classes=C), y_true, SOFTMAX, w)
                 close(got, fn(IDS, predicted, average=average, sample_weight=w))
             got = value(metrics.F1(average=average, num_classes=C), y_true, SOFTMAX, w)
             np.testing.assert_allclose(
@@ -190,11 +194,11 @@ def test_multi_label_matches_sklearn(weighted):
     )
     close(value(metrics.BinaryAccuracy(), MULTI, MULTI_PROBS, w), element_accuracy)
     close(
-        value(metrics.Precision(threshold=0.5), MULTI, MULTI_PROBS, w),
+        value(metrics.Precision(0.5), MULTI, MULTI_PROBS, w),
         skm.precision_score(MULTI, predicted, average="micro", sample_weight=w),
     )
     close(
-        value(metrics.Recall(threshold=0.5), MULTI, MULTI_PROBS, w),
+        value(metrics.Recall(0.5), MULTI, MULTI_PROBS, w),
         skm.recall_score(MULTI, predicted, average="micro", sample_weight=w),
     )
     np.testing.assert_allclose(

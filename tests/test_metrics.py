@@ -1,13 +1,17 @@
 """Every metric against numpy transcriptions of Keras 3's formulas, whole-data and
 accumulated over uneven batches."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+import eqx_elegy as elegy
 from eqx_elegy import losses, metrics
+from eqx_elegy._losses_and_metrics import LossesAndMetrics
 
 EPS = 1e-7
 N, C = 16, 4
@@ -183,13 +187,13 @@ CASES = {
         lambda t, p, w: precision_ref(t, p > 0.5, w),
     ),
     "precision_multi_label": (
-        metrics.Precision(threshold=0.5),
+        metrics.Precision(0.5),
         MULTI_LABELS,
         SIGMOID,
         lambda t, p, w: precision_ref(t, p > 0.5, w),
     ),
     "precision_macro_ids": (
-        metrics.Precision(average="macro", num_classes=C),
+        metrics.Precision(top_k=1, average="macro", num_classes=C),
         IDS,
         LOGITS,
         lambda t, p, w: precision_ref(np.eye(C)[t], top1(p), w, "macro"),
@@ -201,7 +205,7 @@ CASES = {
         lambda t, p, w: recall_ref(t, p > 0.5, w),
     ),
     "recall_weighted_one_hot": (
-        metrics.Recall(average="weighted", num_classes=C),
+        metrics.Recall(top_k=1, average="weighted", num_classes=C),
         ONE_HOT,
         PROBS,
         lambda t, p, w: recall_ref(t, top1(p), w, "weighted"),
@@ -403,8 +407,6 @@ def test_bad_inputs():
         run(metrics.SparseCategoricalAccuracy(), ONE_HOT, PROBS[:, :3], None)
     with pytest.raises(ValueError, match=r"\(16, 3\) and y_pred has shape \(16, 2\)"):
         run(metrics.MeanSquaredError(), REAL_TRUE, REAL_PRED[:, :2], None)
-    with pytest.raises(ValueError, match="AUC scores binary labels; one-hot encode"):
-        run(metrics.AUC(), IDS, PROBS, None)
     with pytest.raises(ValueError, match="num_thresholds=1"):
         metrics.AUC(num_thresholds=1)
     with pytest.raises(ValueError, match="curve='XY'"):
@@ -413,3 +415,152 @@ def test_bad_inputs():
         run(metrics.Accuracy(), None, LOGITS, None)
     with pytest.raises(TypeError, match="must be callable"):
         metrics.MeanMetricWrapper("accuracy")  # type: ignore[arg-type]
+
+
+class Scores(eqx.Module):
+    """Outputs its input: the model's predictions are fixed scores."""
+
+    def __call__(self, x):
+        return x
+
+
+def model_metrics():
+    """Every metric family at once, as a model with class-id labels uses them."""
+    return [
+        "accuracy",
+        "sparse_top_k_categorical_accuracy",
+        "precision",
+        "recall",
+        "auc",
+        "true_positives",
+        "false_positives",
+        "true_negatives",
+        "false_negatives",
+        "mean",
+        "sum",
+        metrics.SparseTopKCategoricalAccuracy(2, name="top_2"),
+        metrics.Precision(top_k=1, average="macro", num_classes=C, name="macro_precision"),
+        metrics.Recall(class_id=1, name="recall_1"),
+        metrics.PrecisionAtRecall(0.5),
+        metrics.RecallAtPrecision(0.5),
+        metrics.SensitivityAtSpecificity(0.5),
+        metrics.SpecificityAtSensitivity(0.5),
+        metrics.AUC(60, "PR", multi_label=True, num_labels=C, name="pr_auc"),
+        metrics.F1Score("weighted", num_classes=C),
+        metrics.FBetaScore("micro", 2.0),
+        metrics.IoU(C, [0, 2]),
+        metrics.MeanIoU(C),
+        metrics.BinaryIoU([1], name="binary_iou"),
+    ]
+
+
+def test_metrics_in_a_model_on_devices_and_in_chunks_equal_whole_data_values():
+    # Metric states are sums, so 8 batches over 2 devices, or 3 steps per compiled
+    # call, accumulate to the values of the whole data in one update.
+    n = 70  # batches of 16 and a last one of 6
+    x = np.asarray(jax.nn.softmax(rng.normal(size=(n, C)), axis=-1), np.float32)
+    y = rng.integers(0, C, size=n).astype(np.int32)
+    w = rng.uniform(0.0, 2.0, size=n).astype(np.float32)
+    lam = LossesAndMetrics.build(losses.SparseCategoricalCrossentropy(), model_metrics())
+    _, expected, _ = lam(lam.init(), y, x, w, None, None, batch_size=n)
+
+    def make():
+        return elegy.Model(
+            module=Scores(),
+            loss=losses.SparseCategoricalCrossentropy(),
+            metrics=model_metrics(),
+            optimizer=optax.sgd(0.0),
+        )
+
+    single = make().evaluate(x, y, batch_size=16, sample_weight=w, verbose=0)
+    chunks = make().evaluate(x, y, batch_size=16, sample_weight=w, verbose=0, steps_per_execution=3)
+    devices = (
+        make()
+        .distributed(elegy.DataParallel(jax.devices()[:2]))
+        .evaluate(x, y, batch_size=16, sample_weight=w, verbose=0)
+    )
+    assert set(single) == set(expected) and len(single) == 26
+    for name, value in expected.items():
+        for logs in (single, chunks, devices):
+            np.testing.assert_allclose(logs[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: metrics.TruePositives(1.5),
+            r"TruePositives: thresholds must lie in \[0, 1\]; got \[1.5\]",
+        ),
+        (lambda: metrics.Precision([]), r"thresholds=\[\] must be a float or a list of floats"),
+        (lambda: metrics.Precision(top_k=0), "top_k=0 keeps no prediction"),
+        (lambda: metrics.Recall(class_id=-1), "class_id=-1 must be a non-negative int or None"),
+        (lambda: metrics.Precision(top_k=1.5), r"top_k=1.5 must be a non-negative int"),
+        (
+            lambda: metrics.Precision(class_id=1, average="macro", num_classes=3),
+            "class_id=1 scores one class; average='macro' averages over classes",
+        ),
+        (
+            lambda: metrics.Recall(average="macro", num_classes=0),
+            "num_classes=0 must be a positive int",
+        ),
+        (lambda: metrics.PrecisionAtRecall(1.5), r"recall=1.5 must be a number in \[0, 1\]"),
+        (lambda: metrics.RecallAtPrecision("high"), "precision='high' must be a number"),
+        (
+            lambda: metrics.SensitivityAtSpecificity(0.5, num_thresholds=0),
+            "num_thresholds=0 must be an int > 0",
+        ),
+        (lambda: metrics.AUC(num_thresholds=1), "num_thresholds=1 must be an int > 1"),
+        (lambda: metrics.AUC(curve="XY"), "curve='XY' is not one of ROC, PR, PRGAIN"),
+        (lambda: metrics.AUC(summation_method="trapezoid"), "summation_method='trapezoid'"),
+        (lambda: metrics.AUC(multi_label=True), "needs their number up front: pass num_labels"),
+        (lambda: metrics.AUC(num_labels=3), "num_labels is needed only when multi_label=True"),
+        (lambda: metrics.AUC(label_weights=[1.0, -1.0]), "label_weights must be non-negative"),
+        (
+            lambda: metrics.AUC(multi_label=True, num_labels=2, label_weights=[1.0]),
+            "label_weights has 1 entries for num_labels=2",
+        ),
+        (lambda: metrics.AUC(thresholds=[0.5, 2.0]), r"thresholds must lie in \[0, 1\]"),
+        (lambda: metrics.FBetaScore(beta=0.0), "beta=0.0 must be a number > 0"),
+        (lambda: metrics.F1Score(threshold=0.0), r"threshold=0.0 must be None or in \(0, 1\]"),
+        (
+            lambda: metrics.F1Score(average="binary"),
+            "average='binary' is not one of None, 'micro', 'macro', 'weighted'",
+        ),
+        (lambda: metrics.F1(num_classes=2.0), "num_classes=2.0 must be a positive int"),
+        (lambda: metrics.IoU(0, [0]), "num_classes=0 must be an int >= 1"),
+        (
+            lambda: metrics.IoU(3, [3]),
+            r"target_class_ids=\[3\] must be non-empty and within \[0, 3\)",
+        ),
+        (lambda: metrics.IoU(3, []), "must be non-empty"),
+        (lambda: metrics.IoU(3, 1), "target_class_ids=1 must be a list of class ids"),
+        (lambda: metrics.IoU(3, [-1]), "target_class_ids=-1 must be an int >= 0"),
+        (lambda: metrics.MeanIoU(True), "num_classes=True must be an int >= 1"),
+        (lambda: metrics.BinaryIoU(threshold="a"), "threshold='a' must be a number"),
+        (lambda: metrics.TopKCategoricalAccuracy(0), "k=0 must be a positive int"),
+        (lambda: metrics.SparseTopKCategoricalAccuracy(2.5), "k=2.5 must be a positive int"),
+    ],
+)
+def test_bad_arguments_name_the_argument(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_inputs_that_do_not_fit_the_metric():
+    with pytest.raises(ValueError, match=r"class_id=5, but y_pred has 4 class column"):
+        run(metrics.Precision(class_id=5), ONE_HOT, PROBS, None)
+    with pytest.raises(
+        ValueError, match=r"built for 3 class\(es\), but y_pred of shape \(16, 4\).*num_labels=4"
+    ):
+        run(metrics.AUC(multi_label=True, num_labels=3), ONE_HOT, PROBS, None)
+    with pytest.raises(ValueError, match="label_weights has 2 entries, but y_pred has 4"):
+        run(metrics.AUC(label_weights=[1.0, 2.0]), ONE_HOT, PROBS, None)
+    with pytest.raises(
+        ValueError, match=r"16 class ids \(shape \(16,\)\) and y_pred 8 .*one to one"
+    ):
+        run(metrics.IoU(4, [0]), IDS, IDS[:8], None)
+    with pytest.raises(ValueError, match="use SparseTopKCategoricalAccuracy"):
+        run(metrics.TopKCategoricalAccuracy(2), IDS, PROBS, None)
+    with pytest.raises(ValueError, match=r"\(16, 4\) and y_pred has shape \(16, 4\).*one class id"):
+        run(metrics.SparseTopKCategoricalAccuracy(2), ONE_HOT, PROBS, None)

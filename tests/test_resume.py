@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import equinox as eqx
 import jax
 import numpy as np
 import optax
+import pytest
 
 import eqx_elegy as elegy
 
@@ -186,3 +188,128 @@ def test_ctrl_c_leaves_the_model_at_its_last_step_and_saveable(tmp_path):
     assert done == epochs or (partial == 0 and done == epochs - 1)
     for name, values in history.items():
         np.testing.assert_allclose(result[name], values[:done], rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- backup safety
+# (issue 15): a backup record is trusted only as far as it names one of our backups,
+# a plain child of the backup directory.
+
+
+def small_model() -> elegy.Model:
+    return elegy.Model(
+        module=eqx.nn.Linear(8, 3, key=jax.random.key(0)),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.sgd(0.1),
+    )
+
+
+def fit_with_backup(model: elegy.Model, backup_dir: Path, epochs: int = 2) -> None:
+    x, y = data()
+    backup = elegy.callbacks.BackupAndRestore(backup_dir)
+    model.fit(x[:32], y[:32], epochs=epochs, batch_size=16, callbacks=[backup], verbose=0)
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
+    out = {}
+    for entry in [root, *sorted(root.rglob("*"))]:
+        st = entry.lstat()
+        kind = (
+            "link"
+            if entry.is_symlink()
+            else "dir"
+            if entry.is_dir()
+            else "file"
+            if stat.S_ISREG(st.st_mode)
+            else "special"  # a named pipe: never opened (that would block)
+        )
+        content = (
+            os.readlink(entry) if kind == "link" else entry.read_bytes() if kind == "file" else ""
+        )
+        out[str(entry)] = (kind, content, st.st_mtime_ns)
+    return out
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    ["..", ".", "", "/", "../project", "epoch1-step0/..", "epoch1-step0/../..", 7, None],
+)
+def test_backup_record_naming_anything_but_a_child_backup_is_refused(tmp_path, checkpoint):
+    """The parent of the backup directory is itself a save (so loading it would work);
+    a record pointing there is refused before anything is loaded or removed."""
+    model = small_model()
+    project = tmp_path / "project"
+    model.save(project)
+    (project / "backup").mkdir()  # the save now holds a user's directory too
+    (project / "backup" / "epoch1-step0").mkdir()
+    record = {"epoch": 1, "step": 0, "checkpoint": checkpoint}
+    (project / "backup" / "backup.json").write_text(json.dumps(record))
+    before = snapshot(tmp_path)
+    with pytest.raises(
+        elegy.CheckpointError, match=r"backup\.json (is not a backup record|points)"
+    ):
+        fit_with_backup(small_model(), project / "backup")
+    assert snapshot(tmp_path) == before
+
+
+def test_backup_record_pointing_at_a_symlink_is_refused(tmp_path):
+    model = small_model()
+    outside = tmp_path / "outside"
+    model.save(outside)
+    backup_dir = tmp_path / "backup"
+    backup_dir.mkdir()
+    (backup_dir / "epoch1-step0").symlink_to(outside, target_is_directory=True)
+    (backup_dir / "backup.json").write_text(
+        json.dumps({"epoch": 1, "step": 0, "checkpoint": "epoch1-step0"})
+    )
+    before = snapshot(tmp_path)
+    with pytest.raises(elegy.CheckpointError, match=r"epoch1-step0 is a symbolic link"):
+        fit_with_backup(small_model(), backup_dir)
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "directory", "nested", "types"])
+def test_backup_record_that_is_not_a_plain_json_file_is_refused(tmp_path, kind):
+    backup_dir = tmp_path / "backup"
+    backup_dir.mkdir()
+    record = backup_dir / "backup.json"
+    if kind == "fifo":
+        os.mkfifo(record)  # reading it would block forever
+    elif kind == "symlink":
+        (tmp_path / "elsewhere.json").write_text('{"epoch": 0, "step": 0, "checkpoint": "x"}')
+        record.symlink_to(tmp_path / "elsewhere.json")
+    elif kind == "directory":
+        record.mkdir()
+    elif kind == "nested":
+        record.write_text("[" * 100_000)
+    else:
+        record.write_text('{"epoch": true, "step": 0, "checkpoint": "epoch1-step0"}')
+    before = snapshot(tmp_path)
+    with pytest.raises(elegy.CheckpointError, match=r"backup\.json"):
+        fit_with_backup(small_model(), backup_dir)
+    assert snapshot(tmp_path) == before
+
+
+def test_backup_never_removes_a_directory_it_did_not_write(tmp_path):
+    """A directory named like a backup but not one (a user's files) is never removed:
+    neither when the next backup replaces it nor when the fit ends."""
+    model = small_model()
+    backup_dir = tmp_path / "backup"
+    fit_with_backup(model, backup_dir, epochs=1)  # leaves nothing behind
+    assert os.listdir(backup_dir) == []
+    # A record left by a crash, whose backup was then replaced by a user's directory.
+    model.save(backup_dir / "epoch1-step0")
+    (backup_dir / "backup.json").write_text(
+        json.dumps({"epoch": 1, "step": 0, "checkpoint": "epoch1-step0"})
+    )
+    resumed = small_model()
+    fit_with_backup(resumed, backup_dir, epochs=3)
+    assert os.listdir(backup_dir) == []  # our own backups are cleaned up
+
+    model.save(backup_dir / "epoch1-step0")
+    (backup_dir / "epoch1-step0" / "notes.txt").write_text("mine")
+    (backup_dir / "backup.json").write_text(
+        json.dumps({"epoch": 1, "step": 0, "checkpoint": "epoch1-step0"})
+    )
+    with pytest.warns(UserWarning, match=r"epoch1-step0 .*notes\.txt.*left it in place"):
+        fit_with_backup(small_model(), backup_dir, epochs=3)
+    assert (backup_dir / "epoch1-step0" / "notes.txt").read_text() == "mine"

@@ -11,7 +11,7 @@ import optax
 import pytest
 
 import eqx_elegy as elegy
-import eqx_elegy._model
+import eqx_elegy._steps
 from eqx_elegy._steps import check_output, describe
 
 X = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
@@ -194,7 +194,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(method)
         return check_output(owner, method, alias, value, **kwargs)
 
-    monkeypatch.setattr(eqx_elegy._model, "check_output", counted)
+    monkeypatch.setattr(eqx_elegy._steps, "check_output", counted)
     return calls
 
 

@@ -30,7 +30,9 @@ pytestmark = pytest.mark.skipif(
 def test_suite_and_package_verdicts() -> None:
     findings, summary = runner.check()
     assert not findings, "\n".join(map(str, findings))
-    assert "6 accept and 6 reject files" in summary
+    accept, reject = (len(list((SUITE / kind).glob("*.py"))) for kind in ("accept", "reject"))
+    assert accept >= 6 and reject >= 6
+    assert f"{accept} accept and {reject} reject files" in summary  # every file was checked
 
 
 def test_runner_reports_vanished_changed_and_unexpected_errors(tmp_path: Path) -> None:

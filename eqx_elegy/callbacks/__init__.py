@@ -7,6 +7,7 @@ from ._csv_logger import CSVLogger as CSVLogger
 from ._early_stopping import EarlyStopping as EarlyStopping
 from ._history import History as History
 from ._lambda import LambdaCallback as LambdaCallback
+from ._lr_scheduler import LearningRateScheduler as LearningRateScheduler
 from ._model_checkpoint import ModelCheckpoint as ModelCheckpoint
 from ._progbar import ProgbarLogger as ProgbarLogger
 from ._reduce_lr import ReduceLROnPlateau as ReduceLROnPlateau

@@ -3,14 +3,14 @@ resumes where the last backup left it."""
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
+import stat
+import warnings
+from pathlib import Path
 from typing import Any
 
-import jax
-
-from .._engine import engine
+from .._checkpoint import remove_save
+from .._savedir import CheckpointError, child_stat, is_plain_name, kind, lstat, open_dir, read_json
 from ._callback import Callback, Logs
 from ._files import check_writable, write_json_atomic
 
@@ -32,9 +32,13 @@ class BackupAndRestore(Callback):
 
     Each backup is written to a new directory, then `backup.json` is switched to it
     atomically, then the previous one is removed: a crash at any point leaves a complete
-    backup. With `delete_checkpoint=True` (the default) the backup is removed when the fit
+    backup. `backup.json` is trusted only as far as it names a plain subdirectory of
+    `backup_dir`; a directory is removed only if it is one of our saves, never one that
+    holds anything else (it is left in place, with a warning). With `delete_checkpoint=True` (the default) the backup is removed when the fit
     ends normally; otherwise a last backup of the final states is kept.
     """
+
+    reads_states_per_batch = False  # step-wise backups read them through self.model
 
     def __init__(
         self,
@@ -71,41 +75,59 @@ class BackupAndRestore(Callback):
         return os.path.join(self.backup_dir, _PROGRESS)
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
-        check_writable("BackupAndRestore", "backup_dir", self.backup_dir)
         self.resumed_from = None
         self._current = None
         self._done = None
         self._started = False
         self._since = 0
-        progress = self._read_progress()
+        progress = self._read_progress()  # before anything is written, even a probe
+        check_writable("BackupAndRestore", "backup_dir", self.backup_dir)
         if progress is None:
             return
         epoch, step, name = progress
         self.model.load(os.path.join(self.backup_dir, name))
-        # The fit loop starts from this point instead of initial_epoch.
-        engine(self.model).resume_at = (epoch, step)
+        self.resume_at(epoch, step)  # instead of the fit's initial_epoch
         self.resumed_from = (epoch, step)
         self._current = name
 
     def _read_progress(self) -> tuple[int, int, str] | None:
-        if not os.path.exists(self._progress):
-            return None
-        try:
-            with open(self._progress) as file:
-                data: Any = json.load(file)
-            epoch, step, name = int(data["epoch"]), int(data["step"]), str(data["checkpoint"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise ValueError(
-                f"BackupAndRestore: {self._progress} is not a backup record ({error}); remove "
-                "it to start training from scratch."
-            ) from error
-        if os.path.basename(name) != name or not os.path.isdir(os.path.join(self.backup_dir, name)):
-            raise ValueError(
-                f"BackupAndRestore: {self._progress} points to the backup {name!r}, which is "
-                f"not a directory in {self.backup_dir}; remove {self._progress} to start "
-                "training from scratch."
+        """`(epoch, step, name)` of the backup that `backup.json` records, or None
+        when there is none; a record that is not one this callback writes, or names
+        anything but a subdirectory of `backup_dir`, is a `CheckpointError`."""
+
+        def bad(problem: str) -> CheckpointError:
+            return CheckpointError(
+                f"BackupAndRestore: {self._progress} {problem}; remove it to start training "
+                "from scratch."
             )
-        return epoch, step, name
+
+        directory = Path(self.backup_dir)
+        if lstat(directory) is None:
+            return None
+        with open_dir(directory) as fd:
+            if child_stat(fd, _PROGRESS) is None:
+                return None
+            data: Any = read_json(fd, _PROGRESS, bad)
+            if not (
+                isinstance(data, dict)
+                and set(data) == {"epoch", "step", "checkpoint"}
+                and all(_is_count(data[k]) for k in ("epoch", "step"))
+            ):
+                raise bad(
+                    'is not a backup record ({"epoch": int, "step": int, "checkpoint": name}'
+                    f", got {str(data)[:80]})"
+                )
+            name = data["checkpoint"]
+            found = child_stat(fd, name) if is_plain_name(name) else None
+        if not is_plain_name(name):
+            raise bad(f"points to the backup {name!r}, which is not a plain directory name")
+        if found is None or not stat.S_ISDIR(found.st_mode):
+            what = "nothing" if found is None else kind(found.st_mode)
+            raise bad(
+                f"points to the backup {name!r}, which is not a directory in {self.backup_dir} "
+                f"({directory / name} is {what})"
+            )
+        return data["epoch"], data["step"], name
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         self._epoch = epoch
@@ -137,20 +159,34 @@ class BackupAndRestore(Callback):
         self.model.save(os.path.join(self.backup_dir, name))  # every process: a collective
         previous, self._current = self._current, name
         self._since = 0
-        if jax.process_index() != 0:  # process 0 alone writes the files
+        if not self.is_main_process():  # process 0 alone writes the files
             return
         write_json_atomic(self._progress, {"epoch": epoch, "step": step, "checkpoint": name})
         if previous is not None:
-            shutil.rmtree(os.path.join(self.backup_dir, previous), ignore_errors=True)
+            self._remove(previous)
+
+    def _remove(self, name: str) -> None:
+        """Remove backup `name` if it is one of our saves; warn and keep it otherwise."""
+        path = Path(self.backup_dir, name)
+        problem = remove_save(path)
+        if problem is not None:
+            warnings.warn(
+                f"BackupAndRestore: {path} is not only a backup ({problem}); left it in place.",
+                stacklevel=2,
+            )
 
     def on_train_end(self, logs: Logs | None = None) -> None:
         if not self.delete_checkpoint:
             if self._done is not None:
                 self._backup(self._done, 0)
             return
-        if jax.process_index() == 0:
-            if os.path.exists(self._progress):
+        if self.is_main_process():
+            if os.path.lexists(self._progress):
                 os.remove(self._progress)
             if self._current is not None:
-                shutil.rmtree(os.path.join(self.backup_dir, self._current), ignore_errors=True)
+                self._remove(self._current)
         self._current = None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -6,6 +6,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._engine import engine
+from .._states import States
+from .._strategy import is_main_process, strategy_of
+
 if TYPE_CHECKING:
     from .._model import Model
 
@@ -13,36 +17,98 @@ Logs = Mapping[str, Any]
 
 
 class Callback:
-    """Base class: override the hooks you need. `self.model` is the model being run and
-    `self.params` holds `epochs`, `steps` and `verbose`.
+    """Base class: override the hooks you need. `self.params` holds `epochs`, `steps` and
+    `verbose`.
+
+    The callback's view of the run (see docs/callbacks.md):
+
+    - `self.model`: the model being run. During `fit` its `states` are brought up to date
+      when this property is read (Keras' approach on JAX): reading it after a compiled
+      step costs about as much as a small model's step, once; not reading it costs
+      nothing.
+    - `self.set_states(states)`: replace the model's states; training continues from them.
+    - `self.resume_at(epoch, step)`: in `on_train_begin`, start this fit at that point.
+    - `self.is_main_process()`: whether this process writes files and output.
+    - Saving with metadata: `self.model.save(path, metadata={...})`.
 
     Batch hooks receive logs whose values are fetched from the device only when read, so a
     callback that ignores them costs nothing per step.
     """
 
-    model: Model
     params: dict[str, Any]
-    # During fit the model's states are brought up to date before each batch hook of a
-    # callback that may read them (rebuilding the `States` pytree, which costs about as
-    # much as a small model's step). A callback whose batch hooks never read
-    # `self.model.states` (they count steps or read the logs) sets this to False and
-    # spares the loop that work per step.
+    # Whether the batch hooks may read the model's states by some other way than
+    # `self.model` (e.g. a function closing over the model, as with LambdaCallback): then
+    # the loop stores them on the model before each of those hooks, whether they are read
+    # or not (rebuilding the `States` pytree costs about as much as a small model's step).
+    # A callback whose batch hooks read states only through `self.model`, or not at all,
+    # sets this to False: the states are then stored only when `self.model` is read.
     reads_states_per_batch: bool = True
     # Seconds between two calls of this callback's batch-end hooks; 0 calls them after
     # every step. A display that redraws a few times a second sets its refresh interval:
     # the loop then calls it at most that often (with the latest step's index and logs)
     # and at each epoch's or evaluation's last step, so that it costs nothing per step.
-    # Such hooks should not read `self.model.states` (they are as of the last epoch).
     batch_end_interval: float = 0.0
 
     def __init__(self) -> None:
         self.params = {}
 
     def set_model(self, model: Model) -> None:
-        self.model = model
+        self._model = model
 
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
+
+    @property
+    def model(self) -> Model:
+        """The model this callback runs with, its `states` up to date."""
+        model = self._attached()
+        engine(model).sync()
+        return model
+
+    @model.setter
+    def model(self, model: Model) -> None:
+        self.set_model(model)
+
+    def set_states(self, states: States) -> None:
+        """Make `states` the model's states (e.g. restored weights, or an optimizer state
+        with a new learning rate). In `fit` the next step starts from them; their
+        structure, shapes and dtypes should match the current states, or the step
+        compiles again."""
+        if not isinstance(states, States):
+            raise TypeError(
+                f"{type(self).__name__}.set_states takes elegy.States (e.g. "
+                f"self.model.states.update(...)), got {type(states).__name__}."
+            )
+        engine(self._attached()).commit(states)
+
+    def resume_at(self, epoch: int, step: int = 0) -> None:
+        """Start the `fit` that is beginning at step `step` of epoch `epoch` instead of at
+        its `initial_epoch`, as if the steps before had run (the model's states should be
+        those they left, e.g. loaded from a backup). Call it in `on_train_begin`; the
+        batches, their order and the random keys from that point on are those an
+        uninterrupted fit would have used."""
+        for name, value in (("epoch", epoch), ("step", step)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(
+                    f"{type(self).__name__}.resume_at: {name} must be an int >= 0, got {value!r}."
+                )
+        engine(self._attached()).resume_at = (epoch, step)
+
+    def is_main_process(self) -> bool:
+        """Whether this process is the one that writes files and progress output (the
+        model's strategy decides; always True with one process). Before the callback has a
+        model (its hooks called by hand), process 0 is."""
+        model: Model | None = getattr(self, "_model", None)
+        return is_main_process() if model is None else strategy_of(model).is_main_process()
+
+    def _attached(self) -> Model:
+        model: Model | None = getattr(self, "_model", None)
+        if model is None:
+            raise AttributeError(
+                f"{type(self).__name__} has no model yet: fit, evaluate and predict give a "
+                "callback its model before calling its first hook."
+            )
+        return model
 
     def on_train_begin(self, logs: Logs | None = None) -> None: ...
     def on_train_end(self, logs: Logs | None = None) -> None: ...

@@ -6,8 +6,6 @@ import csv
 import os
 from typing import Any
 
-import jax
-
 from ._callback import Callback, Logs
 from ._files import check_writable
 
@@ -34,7 +32,7 @@ class CSVLogger(Callback):
         self.keys: list[str] | None = None
 
     def on_train_begin(self, logs: Logs | None = None) -> None:
-        if jax.process_index() != 0:
+        if not self.is_main_process():
             return
         check_writable("CSVLogger", "filename", os.path.dirname(self.filename) or ".")
         self.keys = None
@@ -49,7 +47,7 @@ class CSVLogger(Callback):
             pass
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
-        if jax.process_index() != 0:
+        if not self.is_main_process():
             return
         logs = dict(logs or {})
         write_header = self.keys is None

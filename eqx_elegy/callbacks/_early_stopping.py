@@ -8,7 +8,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from .._engine import engine
 from ._callback import Callback, Logs
 from ._monitor import Monitor
 
@@ -126,7 +125,7 @@ class EarlyStopping(Callback):
             net_params, net_states = restore(
                 self.best_weights, (states.net_params, states.net_states)
             )
-            engine(self.model).commit(states.update(net_params=net_params, net_states=net_states))
+            self.set_states(states.update(net_params=net_params, net_states=net_states))
 
 
 def _check_count(owner: str, name: str, value: Any) -> None:

@@ -8,9 +8,6 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-import jax
-
-from .._checkpoint import save
 from ._callback import Callback, Logs
 from ._files import check_writable
 from ._monitor import Monitor
@@ -33,6 +30,8 @@ class ModelCheckpoint(Callback):
     metadata records `epoch` (counted from 1; after an epoch-end save, the
     `initial_epoch` to resume from), `batch` (for step-wise saves) and the logs.
     """
+
+    reads_states_per_batch = False  # step-wise saves read them through self.model
 
     def __init__(
         self,
@@ -94,20 +93,17 @@ class ModelCheckpoint(Callback):
             if current is None:
                 return
             if not self.monitor.improved(current, self.best):
-                if self.verbose and jax.process_index() == 0:
+                if self.verbose and self.is_main_process():
                     print(f"Epoch {epoch + 1}: {self.monitor.name} did not improve on {self.best}.")
                 return
             self.best = current
         values = {name: float(value) for name, value in (logs or {}).items()}
         path = self.format_path(epoch, batch, values)
-        if self.verbose and jax.process_index() == 0:
+        if self.verbose and self.is_main_process():
             print(f"Epoch {epoch + 1}: saving the model to {path}")
         metadata = {"epoch": epoch + 1, "batch": None if batch is None else batch + 1}
-        save(
-            self.model,
-            path,
-            weights_only=self.save_weights_only,
-            metadata={**metadata, "logs": values},
+        self.model.save(
+            path, weights_only=self.save_weights_only, metadata={**metadata, "logs": values}
         )
 
     def format_path(self, epoch: int, batch: int | None, logs: Mapping[str, Any]) -> str:

@@ -66,12 +66,21 @@ class Monitor:
         return current > reference + self.min_delta
 
 
-def _direction(owner: str, name: str) -> Literal["min", "max"]:
+def direction(name: str) -> Literal["min", "max"] | None:
+    """Which way log `name` should move, from its name ("min" for losses and errors, "max"
+    for accuracies and the like), or None when the name does not say."""
     bare = name.removeprefix("val_").lower()
     if any(part in bare for part in _LOWER_IS_BETTER):
         return "min"
     if any(part in bare for part in _HIGHER_IS_BETTER):
         return "max"
+    return None
+
+
+def _direction(owner: str, name: str) -> Literal["min", "max"]:
+    found = direction(name)
+    if found is not None:
+        return found
     raise ValueError(
         f"{owner}: mode='auto' cannot tell whether monitor={name!r} should go down or up; "
         "pass mode='min' or mode='max'."

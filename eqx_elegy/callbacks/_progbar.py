@@ -18,16 +18,18 @@ import atexit
 import importlib.util
 import math
 import time
+import warnings
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
-import jax
+import numpy as np
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from ._callback import Callback, Logs
+from ._monitor import direction
 
 _BAR_WIDTH = 30
 
@@ -49,8 +51,24 @@ def format_value(value: Any) -> str:
     return f"{number:.4f}" if abs(number) >= 1e-3 or number == 0 else f"{number:.4e}"
 
 
+def format_members(name: str, values: Any) -> str:
+    """A population's log (one value per member) in brief: the best member's value, the
+    mean and the worst member's value. Best is the lowest for names that look like losses
+    or errors, the highest for accuracies and the like; for other names the three are the
+    lowest, the mean and the highest."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    with warnings.catch_warnings():  # members whose values are all NaN show nan
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high, mean = np.nanmin(values), np.nanmax(values), np.nanmean(values)
+    best, worst = (high, low) if direction(name) == "max" else (low, high)
+    return f"best {format_value(best)}, mean {format_value(mean)}, worst {format_value(worst)}"
+
+
 def format_logs(logs: Mapping[str, Any]) -> str:
-    return " - ".join(f"{name}: {format_value(value)}" for name, value in logs.items())
+    return " - ".join(
+        f"{name}: {format_value(value) if np.ndim(value) == 0 else format_members(name, value)}"
+        for name, value in logs.items()
+    )
 
 
 def _clock(seconds: float) -> str:
@@ -103,7 +121,7 @@ class ProgbarLogger(Callback):
     @property
     def _verbose(self) -> int:
         # In a multi-process run only process 0 shows progress.
-        return int(self.params.get("verbose", 1)) if jax.process_index() == 0 else 0
+        return int(self.params.get("verbose", 1)) if self.is_main_process() else 0
 
     def _open(self, title: str) -> None:
         self._stop()

@@ -4,15 +4,17 @@ optimizer built with `optax.inject_hyperparams`."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 import optax
 
-from .._engine import engine
 from ._callback import Callback, Logs
 from ._monitor import Monitor
+
+if TYPE_CHECKING:
+    from .._model import Model
 
 _INJECTED = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)
 
@@ -28,6 +30,17 @@ def learning_rates(optimizer_states: Any) -> list[float]:
     return [
         float(np.asarray(node.hyperparams["learning_rate"])) for node in found if _has_rate(node)
     ]
+
+
+def learning_rate_log(optimizer_states: Any) -> float | np.ndarray | None:
+    """The first learning rate in an optimizer state, as the epoch logs carry it: a float,
+    or, for a `Population`'s stacked states, an array with one rate per member; None if
+    the optimizer injects none."""
+    found = [n for n in jax.tree.leaves(optimizer_states, is_leaf=_has_rate) if _has_rate(n)]
+    if not found:
+        return None
+    rate = np.asarray(found[0].hyperparams["learning_rate"])
+    return float(rate) if rate.ndim == 0 else rate
 
 
 def with_learning_rates(optimizer_states: Any, change: Callable[[float], float]) -> Any:
@@ -60,6 +73,28 @@ NO_LEARNING_RATE = (
     "(learning_rate=1e-3), so that its learning rate lives in the optimizer state "
     "(a schedule passed as learning_rate is recomputed every step and cannot be changed)."
 )
+
+
+def has_learning_rate(optimizer_states: Any) -> bool:
+    """Whether an optimizer state (concrete or abstract) holds an injected learning rate."""
+    return any(_has_rate(node) for node in jax.tree.leaves(optimizer_states, is_leaf=_has_rate))
+
+
+def require_learning_rate(model: Model, who: str) -> None:
+    """Raise the error that says how to inject a learning rate, when `model`'s optimizer
+    state (or, before it exists, the state its optimizer would build, traced abstractly:
+    nothing compiles) has none. A model whose optimizer state cannot be known yet is
+    checked when training begins."""
+    states = model.states
+    optimizer_states = None if states is None else states.optimizer_states
+    if optimizer_states is None:
+        params = None if states is None else states.net_params
+        if model.optimizer is None or params is None:
+            return
+        with jax.numpy_dtype_promotion("standard"):
+            optimizer_states = jax.eval_shape(model.optimizer.init, params)
+    if not has_learning_rate(optimizer_states):
+        raise ValueError(f"{who}: {NO_LEARNING_RATE}")
 
 
 class ReduceLROnPlateau(Callback):
@@ -105,12 +140,18 @@ class ReduceLROnPlateau(Callback):
         self.cooldown_counter = 0
         self.best: float | None = None
 
+    def set_model(self, model: Model) -> None:
+        require_learning_rate(model, "ReduceLROnPlateau")  # before anything compiles
+        super().set_model(model)
+
     def on_train_begin(self, logs: Logs | None = None) -> None:
         if not learning_rates(self.model.states.optimizer_states):
             raise ValueError(f"ReduceLROnPlateau: {NO_LEARNING_RATE}")
         self._reset()
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
+        if isinstance(logs, dict):  # the rate this epoch trained with, as Keras logs it
+            logs["learning_rate"] = learning_rates(self.model.states.optimizer_states)[0]
         current = self.monitor.value(logs, "the learning rate is not changed on such epochs.")
         if current is None:
             return
@@ -132,7 +173,7 @@ class ReduceLROnPlateau(Callback):
         optimizer_states = with_learning_rates(
             states.optimizer_states, lambda lr: max(lr * self.factor, self.min_lr)
         )
-        engine(self.model).commit(states.update(optimizer_states=optimizer_states))
+        self.set_states(states.update(optimizer_states=optimizer_states))
         if self.verbose:
             new = learning_rates(optimizer_states)
             print(f"Epoch {epoch + 1}: ReduceLROnPlateau set the learning rate to {new[0]:.4g}.")

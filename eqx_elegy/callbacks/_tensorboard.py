@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import jax
-
 from ._callback import Callback, Logs
 from ._files import check_writable
 from ._reduce_lr import learning_rates
@@ -67,25 +65,30 @@ class TensorBoard(Callback):
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self._close()
         self._batches = 0
-        if jax.process_index() == 0:
+        if self.is_main_process():
             check_writable("TensorBoard", "log_dir", self.log_dir)
 
     def _log_batch(self, batch: int, logs: Logs | None = None) -> None:
         assert self._every is not None
         self._batches += 1
-        if self._batches % self._every or jax.process_index() != 0 or not logs:
+        if self._batches % self._every or not self.is_main_process() or not logs:
             return
         writer = self._writer("train")
         for name, value in dict(logs).items():
             writer.add_scalar(f"batch_{name}", float(value), self._batches)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
-        if jax.process_index() != 0:
+        if not self.is_main_process():
             return
         for name, value in (logs or {}).items():
             part, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
             self._writer(part).add_scalar(f"epoch_{tag}", float(value), epoch)
-        rates = learning_rates(self.model.states.optimizer_states)
+        # fit logs the rate of an injected optimizer itself, as "learning_rate".
+        rates = (
+            []
+            if "learning_rate" in (logs or {})
+            else learning_rates(self.model.states.optimizer_states)
+        )
         if rates:
             self._writer("train").add_scalar("epoch_learning_rate", rates[0], epoch)
         for writer in self._writers.values():

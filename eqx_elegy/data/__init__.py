@@ -46,6 +46,7 @@ from ._arrays import ArrayAdapter as ArrayAdapter
 from ._checks import MAX_SHAPES as MAX_SHAPES
 from ._dispatch import adapter_for as adapter_for
 from ._dispatch import is_source as is_source
+from ._epoch import epoch_chunks as epoch_chunks
 from ._iterable import IterableAdapter as IterableAdapter
 from ._prefetch import Prefetcher as Prefetcher
 from ._prefetch import prefetch as prefetch

@@ -25,7 +25,7 @@ class _Spec:
         return self.text
 
 
-def describe(batch: Batch) -> str:
+def describe_batch(batch: Batch) -> str:
     """The structure of a batch with each leaf's dtype and shape, for error messages."""
     x, y, sample_weight = jax.tree.map(_Spec, batch)
     return f"x={x!r}, y={y!r}, sample_weight={sample_weight!r}"
@@ -61,7 +61,7 @@ def _leaf(value: Any, where: str) -> Any:
     return array
 
 
-def _unpack(item: Any, where: str) -> Batch:
+def _split_batch(item: Any, where: str) -> Batch:
     """Keras' convention: a tuple (or list, as torch's collate makes) of one to three
     elements is `(x,)`, `(x, y)` or `(x, y, sample_weight)`; anything else is `x`."""
     if type(item) not in (tuple, list):
@@ -89,7 +89,7 @@ class BatchChecker:
 
     def __call__(self, item: Any, index: int) -> Batch:
         where = f"{self.name} batch {index}"
-        x, y, sample_weight = _unpack(item, where)
+        x, y, sample_weight = _split_batch(item, where)
         if x is None:
             raise ValueError(f"{where} has no inputs (x is None).")
         parts = {"x": x, "y": y, "sample_weight": sample_weight}
@@ -100,11 +100,11 @@ class BatchChecker:
         batch = (x, y, sample_weight)
         structure = jax.tree.structure(batch)
         if self._structure is None:
-            self._structure, self._first = structure, describe(batch)
+            self._structure, self._first = structure, describe_batch(batch)
         elif structure != self._structure:
             raise ValueError(
                 f"{self.name} yielded batches of different structures: the first was "
-                f"({self._first}) but batch {index} is ({describe(batch)}). Every batch "
+                f"({self._first}) but batch {index} is ({describe_batch(batch)}). Every batch "
                 "must have the same pytree structure."
             )
         lengths = {

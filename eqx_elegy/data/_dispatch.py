@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
+from .._warn import warn_user
 from ._adapter import DataAdapter
 from ._arrays import ArrayAdapter
 from ._iterable import INFINITE, IterableAdapter, describe_source, is_one_pass, source_length
@@ -149,11 +149,9 @@ def _warn_past_the_end(
     """Warn when `steps` asks for more batches than arrays or a `Sequence` hold: an epoch
     reads them once, so it ends after `available` steps (as in Keras)."""
     if steps is not None and steps > available:
-        warnings.warn(
+        warn_user(
             f"{steps_name}={steps} is more than the {available} batches of {name} ({what}). "
             f"An epoch reads {name} once, so it runs {available} steps, as in Keras. Pass "
             f"{steps_name}={available} or less, or leave it None; to read more batches per "
-            "epoch, pass a generator or a repeated dataset.",
-            UserWarning,
-            stacklevel=4,
+            "epoch, pass a generator or a repeated dataset."
         )

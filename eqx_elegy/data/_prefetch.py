@@ -27,8 +27,9 @@ def prefetch(
     put: Callable[[Any, bool], Any] | None = None,
     size: int | None = None,
 ) -> Iterator[Chunk]:
-    """Yield `chunks` with their batches passed through `put(batch, stacked)` (e.g. a
-    sharded `jax.device_put`; `stacked` says the batch has a leading steps axis).
+    """Yield `chunks` with their batches passed through `put(batch, stacked)` (a model
+    strategy's `put_batch`, e.g. a sharded `jax.device_put`; `stacked` says the batch has a
+    leading steps axis).
 
     `size` chunks are read ahead by a background thread; 0 reads them here, on demand;
     None picks 0 on CPU and 2 on an accelerator. On an accelerator without `put`, the

@@ -7,37 +7,13 @@ from jaxtyping import Array, ArrayLike
 
 from ..losses._loss import align, as_array, float_dtype
 from ._metric import Mean
-
-
-def has_class_axis(y_true: Array, y_pred: Array) -> bool:
-    """Whether `y_true` holds class ids for the class scores on `y_pred`'s last axis.
-
-    Keras' rule: `y_pred` has one more axis than `y_true`, or both have the same rank
-    and `y_true`'s last axis has size 1. A last axis of size 1 on `y_pred` is one
-    binary score, never a single class, so `(n, 1)` outputs with `(n,)` labels are
-    binary.
-    """
-    if y_pred.ndim == 0 or y_pred.shape[-1] < 2:
-        return False
-    return y_pred.ndim == y_true.ndim + 1 or (y_true.ndim == y_pred.ndim and y_true.shape[-1] == 1)
-
-
-def is_binary_output(y_pred: Array) -> bool:
-    """One score per example (or per position): shape `(n,)` or a last axis of size 1."""
-    return y_pred.ndim <= 1 or y_pred.shape[-1] == 1
+from ._shapes import class_ids, has_class_axis, is_binary_output
 
 
 def sparse_matches(y_true: ArrayLike | None, y_pred: ArrayLike | None, who: str) -> Array:
     """1.0 where `argmax(y_pred)` equals the class id in `y_true`, else 0.0."""
     y_pred = as_array(y_pred, "y_pred", who)
-    labels = as_array(y_true, "y_true", who)
-    if labels.ndim == y_pred.ndim and labels.ndim > 0 and labels.shape[-1] == 1:
-        labels = labels[..., 0]
-    if y_pred.ndim < 1 or labels.shape != y_pred.shape[:-1]:
-        raise ValueError(
-            f"{who}: y_true has shape {labels.shape} and y_pred has shape {y_pred.shape}; "
-            "y_true must hold one class id per row of y_pred, shape y_pred.shape[:-1]."
-        )
+    labels = class_ids(as_array(y_true, "y_true", who), y_pred, who)
     dtype = float_dtype(y_pred)
     predicted = jnp.argmax(y_pred, axis=-1).astype(dtype)
     return (predicted == labels.astype(dtype)).astype(jnp.float32)
@@ -143,3 +119,63 @@ class BinaryAccuracy(Mean):
 
     def values(self, y_true: ArrayLike | None, y_pred: ArrayLike | None) -> Array:
         return binary_matches(y_true, y_pred, self.threshold, self.name, self.from_logits)
+
+
+def in_top_k(ids: Array, scores: Array, k: int) -> Array:
+    """1.0 where class `ids` scores among the top `k` of its row (ties count), as Keras."""
+    at_label = jnp.take_along_axis(scores, ids[..., None], axis=-1)
+    at_label = jnp.where(jnp.isnan(at_label), -jnp.inf, at_label)
+    rank = 1 + jnp.sum(scores > at_label, axis=-1)
+    return (rank <= k).astype(jnp.float32)
+
+
+def _check_k(k: object, who: str) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"{who}: k={k!r} must be a positive int.")
+    return k
+
+
+class TopKCategoricalAccuracy(Mean):
+    """How often the one-hot label's class is among the `k` highest scores (ties count)."""
+
+    k: int = eqx.field(static=True)
+
+    def __init__(self, k: int = 5, *, name: str | None = None):
+        self.k = _check_k(k, "TopKCategoricalAccuracy")
+        super().__init__(name=name)
+
+    def values(self, y_true: ArrayLike | None, y_pred: ArrayLike | None) -> Array:
+        labels = as_array(y_true, "y_true", self.name)
+        scores = as_array(y_pred, "y_pred", self.name)
+        hint = (
+            "y_true looks like class ids: use SparseTopKCategoricalAccuracy."
+            if has_class_axis(labels, scores)
+            else ""
+        )
+        labels, scores = align(labels, scores, self.name, hint)
+        return in_top_k(jnp.argmax(labels, axis=-1), scores, self.k)
+
+
+class SparseTopKCategoricalAccuracy(Mean):
+    """How often the class id in `y_true` is among the `k` highest scores (ties count).
+
+    With `from_sorted_ids=True`, `y_pred` holds each row's class ids sorted by score
+    (best first), as from `jax.lax.top_k`, and the label must be among the first `k`.
+    """
+
+    k: int = eqx.field(static=True)
+    from_sorted_ids: bool = eqx.field(static=True)
+
+    def __init__(self, k: int = 5, *, from_sorted_ids: bool = False, name: str | None = None):
+        self.k = _check_k(k, "SparseTopKCategoricalAccuracy")
+        self.from_sorted_ids = bool(from_sorted_ids)
+        super().__init__(name=name)
+
+    def values(self, y_true: ArrayLike | None, y_pred: ArrayLike | None) -> Array:
+        scores = as_array(y_pred, "y_pred", self.name)
+        labels = as_array(y_true, "y_true", self.name)
+        ids = class_ids(labels, scores, self.name).astype(jnp.int32)
+        if self.from_sorted_ids:
+            top = scores[..., : self.k].astype(jnp.int32)
+            return jnp.any(top == ids[..., None], axis=-1).astype(jnp.float32)
+        return in_top_k(ids, scores, self.k)

@@ -2,6 +2,7 @@
 
 import abc
 from collections.abc import Callable
+from typing import Any
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -148,19 +149,23 @@ class Sum(Metric):
 
 
 class MeanMetricWrapper(Mean):
-    """The weighted mean over examples of `fn(y_true, y_pred)`.
+    """The weighted mean over examples of `fn(y_true, y_pred, **kwargs)`.
 
     `fn` returns one value per example (or per element; extra axes are averaged
-    per example). A plain function or a `Loss` passed in `metrics=` is wrapped in
-    this, as Keras does.
+    per example). The keyword arguments are passed to `fn` on every call, as in
+    Keras. A plain function passed in `metrics=` is wrapped in this (a `Loss` becomes
+    a `LossMean`, which also honours the loss's masks).
+    The name defaults to `fn`'s.
     """
 
-    fn: Callable[[Array, Array], ArrayLike]
+    fn: Callable[..., ArrayLike]
+    kwargs: dict[str, Any]
 
-    def __init__(self, fn: Callable[[Array, Array], ArrayLike], *, name: str | None = None):
+    def __init__(self, fn: Callable[..., ArrayLike], *, name: str | None = None, **kwargs: Any):
         if not callable(fn):
             raise TypeError(f"MeanMetricWrapper: `fn` must be callable, got {type(fn).__name__}.")
         self.fn = fn
+        self.kwargs = kwargs
         if name is None:
             name = snake_case(getattr(fn, "__name__", type(fn).__name__)).strip("<>")
         super().__init__(name=name)
@@ -168,4 +173,4 @@ class MeanMetricWrapper(Mean):
     def values(self, y_true: ArrayLike | None, y_pred: ArrayLike | None) -> Array:
         y_true = as_array(y_true, "y_true", self.name)
         y_pred = as_array(y_pred, "y_pred", self.name)
-        return jnp.asarray(self.fn(y_true, y_pred))
+        return jnp.asarray(self.fn(y_true, y_pred, **self.kwargs))

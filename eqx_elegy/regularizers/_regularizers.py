@@ -25,19 +25,30 @@ class Regularizer(eqx.Module):
     `filter=lambda w: w.ndim > 1` to leave biases alone. Put it in `loss=` next
     to the data loss: it is logged as `<name>_loss` (`l2_loss`) and added to the
     total. The penalty is computed in float32 whatever the parameters' dtype.
+
+    Parameters frozen by the model's `trainable=` filter are skipped (as in Keras, where
+    only trainable weights are regularised) unless `include_frozen=True`.
     """
 
     # init=False: set by this class's __init__, which subclasses inherit or call.
     name: str = eqx.field(static=True, init=False)
     filter: Callable[[Array], bool] | None = eqx.field(static=True, init=False)
+    include_frozen: bool = eqx.field(static=True, init=False)
 
-    def __init__(self, *, filter: Callable[[Array], bool] | None = None, name: str | None = None):
+    def __init__(
+        self,
+        *,
+        filter: Callable[[Array], bool] | None = None,
+        name: str | None = None,
+        include_frozen: bool = False,
+    ):
         if filter is not None and not callable(filter):
             raise TypeError(
                 f"{type(self).__name__}: `filter` must be a callable leaf -> bool, "
                 f"got {type(filter).__name__}."
             )
         self.filter = filter
+        self.include_frozen = bool(include_frozen)
         self.name = snake_case(type(self).__name__) if name is None else name
 
     @abc.abstractmethod
@@ -63,9 +74,10 @@ class L1(Regularizer):
         *,
         filter: Callable[[Array], bool] | None = None,
         name: str | None = None,
+        include_frozen: bool = False,
     ):
         self.l1 = _check_factor("L1", "l1", l1)
-        super().__init__(filter=filter, name=name)
+        super().__init__(filter=filter, name=name, include_frozen=include_frozen)
 
     def penalty(self, leaf: Array) -> Array:
         return self.l1 * jnp.sum(jnp.abs(leaf))
@@ -82,9 +94,10 @@ class L2(Regularizer):
         *,
         filter: Callable[[Array], bool] | None = None,
         name: str | None = None,
+        include_frozen: bool = False,
     ):
         self.l2 = _check_factor("L2", "l2", l2)
-        super().__init__(filter=filter, name=name)
+        super().__init__(filter=filter, name=name, include_frozen=include_frozen)
 
     def penalty(self, leaf: Array) -> Array:
         return self.l2 * jnp.sum(jnp.square(leaf))
@@ -103,10 +116,11 @@ class L1L2(Regularizer):
         *,
         filter: Callable[[Array], bool] | None = None,
         name: str | None = None,
+        include_frozen: bool = False,
     ):
         self.l1 = _check_factor("L1L2", "l1", l1)
         self.l2 = _check_factor("L1L2", "l2", l2)
-        super().__init__(filter=filter, name=name)
+        super().__init__(filter=filter, name=name, include_frozen=include_frozen)
 
     def penalty(self, leaf: Array) -> Array:
         return self.l1 * jnp.sum(jnp.abs(leaf)) + self.l2 * jnp.sum(jnp.square(leaf))

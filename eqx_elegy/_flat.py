@@ -1,0 +1,189 @@
+"""States as the short list of flat buffers the compiled steps take.
+
+Every call of a compiled function pays per argument and per result (a few microseconds
+each on CPU), and flattening equinox modules in Python on every call would cost more
+than a small model's whole step, while a list of arrays crosses into the compiled call
+in C++. So the engine flattens the states once (`flatten_states_on_host`), passes the
+buffers from call to call, and rebuilds `States` only when something looks at them.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._states import is_prng_key
+
+# Leaves up to this many elements are packed into shared buffers (see `Layout`).
+PACK_LIMIT = 16384
+
+
+class Layout(NamedTuple):
+    """How the flat buffers a compiled step takes map back to `States`.
+
+    Every call of a compiled function pays per argument and per result (a few
+    microseconds each on CPU), and a small model's states are dozens of scalars and small
+    arrays (metric counters, biases, optimizer counts). So leaves of up to `PACK_LIMIT`
+    elements travel packed, bit for bit, into one unsigned-integer buffer per bit width
+    (float32, int32 and PRNG key data share one uint32 buffer); larger leaves travel as
+    themselves. Typed PRNG keys travel as their raw key data. `slots[i]` is
+    `(buffer, offset, shape, dtype)` for leaf `i`, offset -1 meaning the buffer is the
+    leaf itself; `buffers` gives each packed buffer's dtype.
+    """
+
+    treedef: Any
+    keys: tuple[tuple[int, Any], ...]
+    slots: tuple[tuple[int, int, tuple[int, ...], Any], ...]
+    buffers: tuple[Any, ...]
+    packed: bool
+
+
+def _carrier(dtype: Any) -> Any:
+    """The dtype a packed leaf of `dtype` travels as: the unsigned integer of its width
+    for numbers (a free bitcast), else its own."""
+    if jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating):
+        return jnp.dtype(f"uint{8 * jnp.dtype(dtype).itemsize}")
+    return jnp.dtype(dtype)
+
+
+def _raw_leaves(states: Any) -> tuple[list[Any], Any, tuple[tuple[int, Any], ...]]:
+    """The leaves of `states` with typed PRNG keys replaced by their key data."""
+    leaves, treedef = jax.tree.flatten(states)
+    keys = tuple(
+        (i, jax.random.key_impl(leaf)) for i, leaf in enumerate(leaves) if is_prng_key(leaf)
+    )
+    for i, _ in keys:
+        leaves[i] = jax.random.key_data(leaves[i])
+    return leaves, treedef, keys
+
+
+def _layout(leaves: list[Any], treedef: Any, keys: Any, pack: bool) -> Layout:
+    slots: list[Any] = []
+    unpacked = 0
+    groups: dict[Any, list[int]] = {}
+    for i, leaf in enumerate(leaves):
+        shape, dtype = tuple(getattr(leaf, "shape", ())), getattr(leaf, "dtype", None)
+        if pack and dtype is not None and math.prod(shape) <= PACK_LIMIT:
+            groups.setdefault(_carrier(dtype), []).append(i)
+            slots.append((-1, 0, shape, dtype))  # filled in below
+        else:
+            slots.append((unpacked, -1, shape, dtype))
+            unpacked += 1
+    carriers: list[Any] = [None] * unpacked
+    for carrier, indices in groups.items():
+        offset = 0
+        for i in indices:
+            _, _, shape, dtype = slots[i]
+            slots[i] = (len(carriers), offset, shape, dtype)
+            offset += math.prod(shape)
+        carriers.append(carrier)
+    return Layout(treedef, keys, tuple(slots), tuple(carriers), pack)
+
+
+def _pack(layout: Layout, leaves: list[Any]) -> list[Any]:
+    buffers: list[Any] = [None] * len(layout.buffers)
+    parts: dict[int, list[Any]] = {}
+    for leaf, (index, offset, _, _) in zip(leaves, layout.slots, strict=True):
+        if offset < 0:
+            buffers[index] = leaf
+        else:
+            bits = jax.lax.bitcast_convert_type(leaf, layout.buffers[index])
+            parts.setdefault(index, []).append(jnp.ravel(bits))
+    for index, ravelled in parts.items():
+        buffers[index] = jnp.concatenate(ravelled)
+    return buffers
+
+
+def flatten_states(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
+    """The states as a short list of arrays, and the layout to rebuild them. Works on
+    concrete arrays and, inside a compiled step, on tracers."""
+    leaves, treedef, keys = _raw_leaves(states)
+    layout = _layout(leaves, treedef, keys, pack)
+    return _pack(layout, leaves), layout
+
+
+@functools.lru_cache(maxsize=64)  # one per structure of states met lately
+def _host_pack(layout: Layout) -> Callable[[list[Any]], list[Any]]:
+    return jax.jit(functools.partial(_pack, layout))
+
+
+def flatten_states_on_host(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
+    """`flatten_states` for concrete arrays: one compiled call instead of an eager op per
+    leaf."""
+    leaves, treedef, keys = _raw_leaves(states)
+    layout = _layout(leaves, treedef, keys, pack)
+    if not pack:
+        return leaves, layout
+    return _host_pack(layout)(leaves), layout
+
+
+def unpack_leaves(layout: Layout, buffers: list[Any]) -> list[Any]:
+    """The leaves of the states held in `buffers` (the inverse of packing them)."""
+    leaves = []
+    for index, offset, shape, dtype in layout.slots:
+        leaf = buffers[index]
+        if offset >= 0:
+            bits = jnp.reshape(leaf[offset : offset + math.prod(shape)], shape)
+            leaf = jax.lax.bitcast_convert_type(bits, dtype)
+        leaves.append(leaf)
+    for i, impl in layout.keys:
+        leaves[i] = jax.random.wrap_key_data(leaves[i], impl=impl)
+    return leaves
+
+
+def unflatten_states(layout: Layout, buffers: list[Any]) -> Any:
+    """Inverse of `flatten_states`."""
+    return jax.tree.unflatten(layout.treedef, unpack_leaves(layout, buffers))
+
+
+@functools.lru_cache(maxsize=64)  # one per structure of states met lately
+def _host_unpack(layout: Layout) -> Callable[[list[Any]], list[Any]]:
+    return jax.jit(functools.partial(unpack_leaves, layout))
+
+
+def unflatten_states_on_host(layout: Layout, buffers: list[Any]) -> Any:
+    """`unflatten_states` for concrete buffers: one compiled call instead of an eager
+    slice per leaf."""
+    if not layout.packed and not layout.keys:
+        return jax.tree.unflatten(layout.treedef, list(buffers))
+    return jax.tree.unflatten(layout.treedef, _host_unpack(layout)(list(buffers)))
+
+
+def checked_buffers(new: Any, layout: Layout, owner: str, name: str) -> list[Any]:
+    """The flat buffers of the states `new` a step returned, checked to have the layout
+    of the states it received."""
+    new_buffers, new_layout = flatten_states(new, pack=layout.packed)
+    if new_layout != layout:
+        raise TypeError(
+            f"{owner}.{name} changed the structure, shapes or dtypes of the states after "
+            f"initialisation: {_difference(layout, new_layout, new)}.\nCreate every entry, "
+            "with its final shape and dtype, when `initializing` is True (or in "
+            "init_step/states_step) so that each step returns states like the ones it received."
+        )
+    return new_buffers
+
+
+def _difference(layout: Layout, new_layout: Layout, new: Any) -> str:
+    """The first difference between two layouts, for an error message."""
+    if new_layout.treedef != layout.treedef:
+        return f"\nBefore: {layout.treedef}\nAfter:  {new_layout.treedef}"
+    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_leaves_with_path(new)]
+    paths = [re.sub(r"^\._data\['([^']*)'\]", r".\1", path) for path in paths]  # States' entries
+    for path, (*_, shape, dtype), (*_, new_shape, new_dtype) in zip(
+        paths, layout.slots, new_layout.slots, strict=True
+    ):
+        if (shape, dtype) != (new_shape, new_dtype):
+            return (
+                f"states{path} was {_aval(shape, dtype)} and became {_aval(new_shape, new_dtype)}"
+            )
+    return "its PRNG keys changed implementation"
+
+
+def _aval(shape: tuple[int, ...], dtype: Any) -> str:
+    return f"{jnp.dtype(dtype).name}{list(shape)}"
