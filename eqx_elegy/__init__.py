@@ -34,6 +34,5 @@ from ._strategy import DefaultStrategy as DefaultStrategy
 from ._strategy import Strategy as Strategy
 from ._strategy import is_main_process as is_main_process
 from ._summary import SummaryRow as SummaryRow
+from ._version import __version__ as __version__
 from .callbacks import History as History
-
-__version__ = "0.1.0"

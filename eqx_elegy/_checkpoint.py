@@ -54,6 +54,7 @@ from ._savedir import (
 from ._states import is_prng_key
 from ._strategy import strategy_of
 from ._summary import path_str
+from ._version import versions
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -189,21 +190,6 @@ def _file_name(index: int, key: str) -> str:
     return f"{index:02d}_{re.sub(r'[^A-Za-z0-9_]', '_', key)[:40]}.eqx"
 
 
-def _versions() -> dict[str, str]:
-    import equinox
-    import optax
-
-    from . import __version__
-
-    return {
-        "eqx_elegy": __version__,
-        "jax": jax.__version__,
-        "equinox": equinox.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-    }
-
-
 class _NotOurs(Exception):
     """Why a directory is not one of our saves (internal: turned into a message)."""
 
@@ -330,7 +316,7 @@ def save(
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "versions": _versions(),
+        "versions": versions(),
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "weights_only": weights_only,
         "metadata": extra,

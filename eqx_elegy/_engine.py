@@ -194,7 +194,7 @@ def engine(model: Model) -> Engine:
     found: Engine | None = vars(model).get(_ATTRIBUTE)
     if found is None:
         found = Engine(model)
-        object.__setattr__(model, _ATTRIBUTE, found)
+        attach(model, found)
     return found
 
 
@@ -205,10 +205,20 @@ def known_initialized(model: Model) -> bool | None:
     return None if found is None else found.initialized
 
 
-def attach(model: Model, initialized: bool | None) -> None:
-    """Give a model rebuilt from its fields (unpickled, copied, re-laid-out) a fresh
-    engine that keeps the one fact that is not a cache: whether it was initialised."""
-    object.__setattr__(model, _ATTRIBUTE, Engine(model, initialized))
+def attach(model: Model, found: Engine) -> None:
+    """Make `found` the engine of `model` (a fresh model, or one that gets a new engine)."""
+    object.__setattr__(model, _ATTRIBUTE, found)
+
+
+def rebuild(cls: type[Model], fields: dict[str, Any], initialized: bool | None) -> Model:
+    """A model of class `cls` with the given fields (unpickled, copied, re-laid-out; see
+    `Model.__reduce__`). Its fresh engine keeps the one fact that is not a cache: whether
+    it was initialised (None: unknown, found out on first use)."""
+    model = object.__new__(cls)
+    vars(model).update(fields)
+    if initialized is not None:
+        attach(model, Engine(model, initialized))
+    return model
 
 
 def fields_of(model: Model) -> dict[str, Any]:

@@ -52,10 +52,11 @@ from ._serving import (
     sha256,
     weight_name,
 )
+from ._version import versions
+from .data import ArrayAdapter, DataAdapter
 
 if TYPE_CHECKING:
     from ._model import Model
-    from .data import DataAdapter
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -95,8 +96,6 @@ def remember_inputs(model: Model, data: DataAdapter) -> None:
     (the structure it was built with stays)."""
     if model._input_spec is not None:
         return
-    from .data import ArrayAdapter
-
     # An array source's first batch would cost a shuffle of all the data.
     x = data.x if isinstance(data, ArrayAdapter) else data.first_batch()[0]
     spec = input_spec(x)
@@ -446,21 +445,6 @@ def _state_paths(states: Any) -> list[str]:
     ]
 
 
-def _versions() -> dict[str, str]:
-    import equinox
-    from jaxlib import version as jaxlib_version
-
-    from . import __version__
-
-    return {
-        "eqx_elegy": __version__,
-        "jax": jax.__version__,
-        "jaxlib": jaxlib_version.__version__,
-        "equinox": equinox.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def _leaf_table(avals: Sequence[Any], treedef: Any, prefix: str) -> list[dict[str, Any]]:
     dummy = jax.tree.unflatten(treedef, [0] * treedef.num_leaves)
     keys = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(dummy)]
@@ -479,7 +463,7 @@ def _manifest(model: Model, exported: Any, table: list[dict[str, Any]]) -> dict[
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "versions": _versions(),
+        "versions": versions(),
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
         "step": "pred_step",
         "platforms": list(exported.platforms),

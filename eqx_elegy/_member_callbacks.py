@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from ._engine import _ATTRIBUTE, Engine, engine, fields_of
+from ._engine import Engine, attach, engine, fields_of, rebuild
 from ._states import States
 from .callbacks import (
     Callback,
@@ -29,7 +29,7 @@ from .callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
-from .callbacks._callback import _HOOKS, _overrides
+from .callbacks._callback import HOOKS, overrides
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -43,7 +43,7 @@ PER_MEMBER = (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN)
 
 # The hooks that run while members train: not called for a frozen member's copy.
 _TRAINING_HOOKS = frozenset(
-    hook for hook in _HOOKS if hook.startswith(("on_epoch", "on_train_batch"))
+    hook for hook in HOOKS if hook.startswith(("on_epoch", "on_train_batch"))
 )
 
 
@@ -120,11 +120,9 @@ def member_view(population: Model, member: Model, index: int, active: np.ndarray
     """A model of `member`'s class and configuration that reads and writes member
     `index` of the population whose stacked model is `population` (`active`: see
     `MemberEngine`)."""
-    from ._model import _rebuild
-
     states = member_states(population.states, index)
-    view = _rebuild(type(member), {**fields_of(member), "states": states}, None)
-    object.__setattr__(view, _ATTRIBUTE, MemberEngine(view, population, index, active))
+    view = rebuild(type(member), {**fields_of(member), "states": states}, None)
+    attach(view, MemberEngine(view, population, index, active))
     return view
 
 
@@ -158,8 +156,8 @@ class PerMember(Callback):
         vars(callback)["members"] = self.copies
         self.reads_states_per_batch = callback.reads_states_per_batch
         self.batch_end_interval = callback.batch_end_interval
-        for hook in _HOOKS:
-            if _overrides(callback, hook):
+        for hook in HOOKS:
+            if overrides(callback, hook):
                 setattr(self, hook, functools.partial(self._forward, hook))
 
     def set_model(self, model: Model) -> None:

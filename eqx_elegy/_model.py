@@ -19,8 +19,8 @@ import numpy as np
 import optax
 from jaxtyping import PyTree
 
-from . import _batch, _checkpoint, _loop, _summary
-from ._engine import attach, engine, fields_of, known_initialized
+from . import _batch, _checkpoint, _export, _loop, _summary
+from ._engine import engine, fields_of, known_initialized, rebuild
 from ._injection import check_step_signature, default_step
 from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
@@ -142,7 +142,7 @@ class Model(eqx.Module):
         behind, and the copy builds its own on first use. Only whether the model was
         initialised travels. Rebuilding bypasses `eqx.Module.__new__`, which would
         register each copy in equinox's set of modules under construction for good."""
-        return _rebuild, (type(self), fields_of(self), known_initialized(self))
+        return rebuild, (type(self), fields_of(self), known_initialized(self))
 
     @property
     def stop_training(self) -> bool:
@@ -582,6 +582,21 @@ class Model(eqx.Module):
         use_ema: bool = True,
     ) -> float | list[float]: ...
 
+    @overload
+    def evaluate(
+        self,
+        x: Any = None,
+        y: Any = None,
+        batch_size: int | None = None,
+        verbose: int = 1,
+        sample_weight: Any = None,
+        steps: int | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        steps_per_execution: int | None = None,
+        return_dict: bool = True,
+        use_ema: bool = True,
+    ) -> dict[str, float] | float | list[float]: ...
+
     def evaluate(
         self,
         x: Any = None,
@@ -640,6 +655,28 @@ class Model(eqx.Module):
 
     # ------------------------------------------------------------------ batch API, weights
 
+    @overload
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        return_dict: Literal[True] = True,
+    ) -> dict[str, float]: ...
+
+    @overload
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        *,
+        return_dict: Literal[False],
+    ) -> float | list[float]: ...
+
+    @overload
     def train_on_batch(
         self,
         x: Any,
@@ -647,15 +684,43 @@ class Model(eqx.Module):
         sample_weight: Any = None,
         class_weight: dict[int, float] | None = None,
         return_dict: bool = True,
-    ) -> Any:
+    ) -> dict[str, float] | float | list[float]: ...
+
+    def train_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        return_dict: bool = True,
+    ) -> dict[str, float] | float | list[float]:
         """One training step on the batch `(x, y)`, exactly as `fit` runs it; returns that
         step's logs (a dict, or with `return_dict=False` Keras' list, loss first). The
         n-th call runs as the only step of epoch n, with fresh metrics (Keras 3)."""
         return _batch.train_on_batch(self, x, y, sample_weight, class_weight, return_dict)
 
+    @overload
+    def test_on_batch(
+        self,
+        x: Any,
+        y: Any = None,
+        sample_weight: Any = None,
+        return_dict: Literal[True] = True,
+    ) -> dict[str, float]: ...
+
+    @overload
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, *, return_dict: Literal[False]
+    ) -> float | list[float]: ...
+
+    @overload
     def test_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = True
-    ) -> Any:
+    ) -> dict[str, float] | float | list[float]: ...
+
+    def test_on_batch(
+        self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = True
+    ) -> dict[str, float] | float | list[float]:
         """The loss and metrics on one batch, from fresh metrics (as `evaluate` on it)."""
         return _batch.test_on_batch(self, x, y, sample_weight, return_dict)
 
@@ -753,9 +818,7 @@ class Model(eqx.Module):
         jax runs on; e.g. `("cpu", "cuda")` lowers one artifact for both. `path` must be
         new, empty or an earlier export; anything else is refused.
         """
-        from ._export import export
-
-        export(self, path, platforms)
+        _export.export(self, path, platforms)
 
     # ------------------------------------------------------------------ distribution
 
@@ -772,12 +835,3 @@ class Model(eqx.Module):
         model = eqx.tree_at(lambda m: m.strategy, self, strategy, is_leaf=lambda x: x is None)
         engine(model).commit(strategy.put_states(self.states), initialized=known_initialized(self))
         return model
-
-
-def _rebuild(cls: type[Model], fields: dict[str, Any], initialized: bool | None) -> Model:
-    """A model of class `cls` with the given fields (see `Model.__reduce__`)."""
-    model = object.__new__(cls)
-    vars(model).update(fields)
-    if initialized is not None:
-        attach(model, initialized)
-    return model

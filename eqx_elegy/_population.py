@@ -25,7 +25,7 @@ import optax
 
 from . import _checkpoint, _loop
 from ._distributed import gather_to_host
-from ._engine import engine, fields_of, known_initialized
+from ._engine import engine, fields_of, known_initialized, rebuild
 from ._jit import JitSteps
 from ._member_callbacks import (
     ACTIVE,
@@ -35,7 +35,7 @@ from ._member_callbacks import (
     member_states,
     with_active,
 )
-from ._model import Model, _rebuild
+from ._model import Model
 from ._states import States
 from ._strategy import Strategy
 from .callbacks import Callback, History, ModelCheckpoint
@@ -132,7 +132,7 @@ def _member(model: Model | Callable[[int], Model], seed: int, index: int) -> Mod
     """Member `index`: `model(seed)`, or `model` with `seed` in place of its own, starting
     from the states `states_step` gives for that seed."""
     if isinstance(model, Model):
-        member = _rebuild(type(model), {**fields_of(model), "seed": seed}, None)
+        member = rebuild(type(model), {**fields_of(model), "seed": seed}, None)
         object.__setattr__(member, "states", member.states_step())
         return member
     member = model(seed)
@@ -350,7 +350,7 @@ class Population:
         # states hold the device copy the compiled step reads).
         self._active = np.ones(len(members), bool)
         stacked = _stack(states).update(**{ACTIVE: jnp.ones(len(members), bool)})
-        self._model = _rebuild(type(template), {**fields_of(template), "states": stacked}, None)
+        self._model = rebuild(type(template), {**fields_of(template), "states": stacked}, None)
         engine(self._model).members = _Members(len(self._seeds), values)
 
     # ------------------------------------------------------------------ what it holds
@@ -409,7 +409,7 @@ class Population:
             states = gather_to_host(states)
         initialized = self._model.initialized
         return [
-            _rebuild(
+            rebuild(
                 type(member),
                 {**fields_of(member), "states": member_states(states, index)},
                 initialized,
@@ -572,7 +572,7 @@ class Population:
         if not isinstance(members, _Members) or members.freezing:
             return
         model = self._model
-        rebuilt = _rebuild(type(model), fields_of(model), known_initialized(model))
+        rebuilt = rebuild(type(model), fields_of(model), known_initialized(model))
         engine(rebuilt).members = _Members(self.size, self._hyperparams, freezing=True)
         self._model = rebuilt
 

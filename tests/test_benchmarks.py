@@ -72,3 +72,40 @@ def test_bench_export_quick_measures_both_sides(tmp_path):
         for r in rows.values():
             assert all(r["rows_per_s"][k] > 0 for k in ("predict", "load_exported", "plain"))
             assert r["ratio"]["load_exported"] > 0 and r["ratio"]["plain"] > 0
+
+
+def test_bench_population_quick_times_both_sides(tmp_path):
+    out = tmp_path / "population.json"
+    subprocess.run(
+        [sys.executable, "benchmarks/bench_population.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    report = json.loads(out.read_text())
+    assert [row["workload"] for row in report["speed"]] == ["small", "medium"]
+    for row in report["speed"]:
+        assert row["population_s"] > 0 and row["sequential_s"] > 0
+        assert row["ratio"] == row["population_s"] / row["sequential_s"]
+    assert set(report["rss_mib"]) == {"1", "8", "32"}
+    assert all(r["peak"] >= r["growth"] > 0 for r in report["rss_mib"].values())
+
+
+def test_bench_memory_counts_growth_and_survivors(tmp_path):
+    out = tmp_path / "memory.json"
+    args = ["--models", "2", "--warmup", "1", "--json", str(out)]
+    for extra in ([], ["--hand", "--no-trim"]):
+        result = subprocess.run(
+            [sys.executable, "benchmarks/bench_memory.py", *args, *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        report = json.loads(out.read_text())
+        assert report["models"] == 2 and report["models_still_alive"] == 0
+        assert report["malloc_trim"] == (extra == [])
+        assert [n for n, _ in report["trace"]] == [2]
+        verdict = "PASS" if report["growth_mb"] <= 50 else "FAIL"
+        assert result.stdout.splitlines()[-1].startswith(f"{verdict}: 2 models")

@@ -14,7 +14,7 @@ import pytest
 from helpers import CountCompiles, digits, mlp
 
 import eqx_elegy as elegy
-from eqx_elegy._checkpoint import CheckpointError
+from eqx_elegy import CheckpointError
 
 X, Y = digits(192)
 LRS = [3e-3, 1e-2, 3e-2]

@@ -126,7 +126,7 @@ class Callback:
     def on_predict_batch_end(self, batch: int, logs: Logs | None = None) -> None: ...
 
 
-_HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
+HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
 
 
 def as_callbacks(callbacks: Any) -> list[Callback]:
@@ -182,10 +182,10 @@ class CallbackList(Callback):
         self.set_model(model)
         self.set_params(params)
         self._throttled: dict[str, Throttled] = {}
-        for hook in _HOOKS:
+        for hook in HOOKS:
             every = [cb for cb in self.callbacks if _every_step(cb, hook)]
             object.__setattr__(self, hook, _fan_out([getattr(cb, hook) for cb in every]))
-            sparse = [cb for cb in self.callbacks if _overrides(cb, hook) and cb not in every]
+            sparse = [cb for cb in self.callbacks if overrides(cb, hook) and cb not in every]
             if sparse:
                 interval = min(cb.batch_end_interval for cb in sparse)
                 self._throttled[hook] = Throttled([getattr(cb, hook) for cb in sparse], interval)
@@ -224,7 +224,7 @@ class Throttled:
         self.next = time.perf_counter() + self._interval
 
 
-def _overrides(callback: Callback, hook: str) -> bool:
+def overrides(callback: Callback, hook: str) -> bool:
     """Whether `callback` does something on `hook`: its class overrides the method, or the
     instance carries its own function for it (as `LambdaCallback` does)."""
     return hook in vars(callback) or getattr(type(callback), hook) is not getattr(Callback, hook)
@@ -233,7 +233,7 @@ def _overrides(callback: Callback, hook: str) -> bool:
 def _every_step(callback: Callback, hook: str) -> bool:
     """Whether `callback` overrides `hook` and wants it at every step (it is not a
     batch-end hook that the callback asked to be throttled)."""
-    if not _overrides(callback, hook):
+    if not overrides(callback, hook):
         return False
     return not (hook.endswith("_batch_end") and callback.batch_end_interval > 0)
 

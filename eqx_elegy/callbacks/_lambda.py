@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._callback import _HOOKS, Callback
+from ._callback import HOOKS, Callback
 
 
 class LambdaCallback(Callback):
@@ -20,9 +20,9 @@ class LambdaCallback(Callback):
     def __init__(self, **hooks: Callable[..., Any]):
         super().__init__()
         for name, function in hooks.items():
-            if name not in _HOOKS:
+            if name not in HOOKS:
                 raise TypeError(
-                    f"LambdaCallback got an unknown hook {name!r}; hooks are: {', '.join(_HOOKS)}."
+                    f"LambdaCallback got an unknown hook {name!r}; hooks are: {', '.join(HOOKS)}."
                 )
             if not callable(function):
                 raise TypeError(
@@ -34,7 +34,7 @@ class LambdaCallback(Callback):
 # Hooks called with logs only; the others get an epoch or batch index first.
 _NO_INDEX = frozenset(
     name
-    for name in _HOOKS
+    for name in HOOKS
     if name.endswith(("_begin", "_end")) and "batch" not in name and "epoch" not in name
 )
 
