@@ -35,6 +35,7 @@ from ._member_callbacks import (
     member_states,
     with_active,
 )
+from ._member_config import check_same_configuration
 from ._model import Model
 from ._states import States
 from ._strategy import Strategy
@@ -350,6 +351,7 @@ class Population:
         # states hold the device copy the compiled step reads).
         self._active = np.ones(len(members), bool)
         stacked = _stack(states).update(**{ACTIVE: jnp.ones(len(members), bool)})
+        check_same_configuration(members)
         self._model = rebuild(type(template), {**fields_of(template), "states": stacked}, None)
         engine(self._model).members = _Members(len(self._seeds), values)
 

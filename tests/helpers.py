@@ -1,5 +1,8 @@
 """Shared test data and models: small and deterministic."""
 
+import struct
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import numpy as np
@@ -46,3 +49,22 @@ class CountCompiles:
 
     def __exit__(self, *exc: object) -> None:
         jax.monitoring.unregister_event_duration_listener(self._listener)
+
+
+def tensorboard_scalars(directory: Path) -> dict[str, dict[int, float]]:
+    """The scalars of the TensorBoard event files in `directory`, as {tag: {step: value}}
+    (TFRecord framing: length, its CRC, the Event proto, its CRC)."""
+    from tensorboardX.proto.event_pb2 import Event  # pyright: ignore[reportAttributeAccessIssue]
+
+    out: dict[str, dict[int, float]] = {}
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset < len(data):
+            (length,) = struct.unpack("<Q", data[offset : offset + 8])
+            offset += 12
+            event = Event.FromString(data[offset : offset + length])
+            offset += length + 4
+            for value in event.summary.value:
+                out.setdefault(value.tag, {})[event.step] = value.simple_value
+    return out

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import os
-import struct
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ import jax
 import numpy as np
 import optax
 import pytest
-from helpers import CountCompiles
+from helpers import CountCompiles, tensorboard_scalars
 from rich.console import Console
 
 import eqx_elegy as elegy
@@ -615,35 +614,15 @@ def test_csv_logger_writes_a_header_and_a_row_per_epoch(model: elegy.Model, tmp_
 # ---------------------------------------------------------------------------- TensorBoard
 
 
-def _events(directory: Path) -> Iterator[Any]:
-    """The events of the TensorBoard event files in `directory` (TFRecord framing:
-    length, its CRC, the Event proto, its CRC)."""
-    from tensorboardX.proto.event_pb2 import Event  # pyright: ignore[reportAttributeAccessIssue]
-
-    for path in sorted(directory.glob("events.out.tfevents.*")):
-        data = path.read_bytes()
-        offset = 0
-        while offset < len(data):
-            (length,) = struct.unpack("<Q", data[offset : offset + 8])
-            offset += 12
-            yield Event.FromString(data[offset : offset + length])
-            offset += length + 4
-
-
-def _scalars(directory: Path) -> dict[str, dict[int, float]]:
-    out: dict[str, dict[int, float]] = {}
-    for event in _events(directory):
-        for value in event.summary.value:
-            out.setdefault(value.tag, {})[event.step] = value.simple_value
-    return out
-
-
 def test_tensorboard_writes_epoch_step_and_learning_rate_scalars(
     injected: elegy.Model, tmp_path: Path
 ) -> None:
     board = TensorBoard(tmp_path, update_freq=3)
     history = _fit(injected, [board], epochs=2, validation_data=(X[:32], Y[:32]))
-    train, val = _scalars(tmp_path / "train"), _scalars(tmp_path / "validation")
+    train, val = (
+        tensorboard_scalars(tmp_path / "train"),
+        tensorboard_scalars(tmp_path / "validation"),
+    )
     for name in ("loss", "accuracy"):
         assert train[f"epoch_{name}"] == pytest.approx(dict(enumerate(history.history[name])))
         assert val[f"epoch_{name}"] == pytest.approx(

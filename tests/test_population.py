@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import CountCompiles, digits, mlp
+from helpers import CountCompiles, digits, mlp, tensorboard_scalars
 
 import eqx_elegy as elegy
 from eqx_elegy import CheckpointError
@@ -329,6 +329,84 @@ def test_members_must_have_the_same_shapes():
         elegy.Population(lambda seed: classifier(0) if seed == 0 else SGD(), size=2)
 
 
+class _Renamed(elegy.Model):
+    """The same model under another class (whose steps could differ)."""
+
+
+def _plain(seed, optimizer=None, activation=jax.nn.relu, from_logits=True, cls=elegy.Model):
+    return cls(
+        module=eqx.nn.MLP(64, 10, 16, 1, activation=activation, key=jax.random.key(seed)),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+        metrics=elegy.metrics.Accuracy(),
+        optimizer=optimizer if optimizer is not None else optax.adam(1e-2),
+    )
+
+
+def _activation(seed: int):
+    # A function built per member, as a factory builds it: the same code, so the same model.
+    return lambda x: jnp.maximum(x, 0.0)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda seed: classifier(seed, lr=LRS[seed]),  # injected: the rate is in the states
+        lambda seed: _plain(seed, activation=_activation(seed)),
+    ],
+    ids=["injected learning rates", "per-member lambda"],
+)
+def test_members_built_alike_are_one_program(factory):
+    assert len(elegy.Population(factory, size=3)) == 3
+
+
+@pytest.mark.parametrize(
+    ("factory", "field"),
+    [
+        (lambda seed: _plain(seed, optax.adam([1e-2, 1e-3][seed])), "`optimizer`"),
+        (
+            lambda seed: _plain(
+                seed, optax.adam(optax.exponential_decay(1e-2, 10, [0.9, 0.5][seed]))
+            ),
+            "`optimizer`",
+        ),
+        (
+            lambda seed: _plain(
+                seed, optax.chain(optax.clip_by_global_norm([1.0, 2.0][seed]), optax.adam(1e-2))
+            ),
+            "`optimizer`",
+        ),
+        (lambda seed: _plain(seed, activation=[jax.nn.relu, jax.nn.gelu][seed]), "`module`"),
+        (lambda seed: _plain(seed, from_logits=seed == 0), "`loss`"),
+        (lambda seed: _plain(seed, cls=[elegy.Model, _Renamed][seed]), "its class"),
+    ],
+    ids=["plain learning rates", "schedules", "clipping", "activation", "loss", "class"],
+)
+def test_members_that_differ_outside_their_states_are_refused(factory, field):
+    """A population runs member 0's configuration: a member built differently would
+    silently train as member 0, so it is refused, naming the member and the field."""
+    with pytest.raises(ValueError, match=rf"member 1 differs from member 0 in {field}"):
+        elegy.Population(factory, size=2)
+
+
+def test_tensorboard_writes_each_member_as_a_run(tmp_path):
+    population = elegy.Population(classifier, hyperparams={"learning_rate": LRS})
+    board = elegy.callbacks.TensorBoard(tmp_path, update_freq=2)
+    history = population.fit(X, Y, **FIT, validation_split=0.25, callbacks=[board])
+    for member in range(len(LRS)):
+        train = tensorboard_scalars(tmp_path / "train" / f"member_{member}")
+        val = tensorboard_scalars(tmp_path / "validation" / f"member_{member}")
+        for name in ("loss", "accuracy"):
+            logged = [history.history[name][epoch][member] for epoch in range(FIT["epochs"])]
+            assert train[f"epoch_{name}"] == pytest.approx(dict(enumerate(logged)))
+            val_logged = [history.history[f"val_{name}"][e][member] for e in range(FIT["epochs"])]
+            assert val[f"epoch_{name}"] == pytest.approx(dict(enumerate(val_logged)))
+        assert train["epoch_learning_rate"] == pytest.approx(
+            dict.fromkeys(range(FIT["epochs"]), LRS[member])
+        )
+        assert len(train["batch_loss"]) > 0
+    assert not list((tmp_path / "train").glob("events.*"))  # nothing outside the members
+
+
 # ---------------------------------------------------------------------------- best, save, load
 
 
@@ -476,3 +554,20 @@ def test_data_parallel_population_matches_one_device():
     assert max_difference(spread.states.net_params, reference.states.net_params) < 1e-5
     member = spread.members()[1]
     np.testing.assert_allclose(member.predict(X[:8]), reference.predict(X[:8])[1], atol=1e-5)
+
+
+def test_fsdp_population_shards_each_members_parameters_and_matches_one_device():
+    reference = elegy.Population(classifier, hyperparams={"learning_rate": LRS})
+    reference.fit(X, Y, **FIT)
+    sharded = elegy.Population(classifier, hyperparams={"learning_rate": LRS})
+    sharded = sharded.distributed(elegy.FSDP(devices=jax.devices()[:2], min_size=1))
+    sharded.fit(X, Y, **FIT)
+    # The member axis (3 members) stays whole; a parameter axis is split over the devices.
+    weight = sharded.states.net_params.layers[0].weight
+    assert weight.shape == (3, 16, 64)
+    assert weight.sharding.spec[0] is None and "data" in tuple(weight.sharding.spec)
+    assert max_difference(sharded.states.net_params, reference.states.net_params) < 1e-5
+    logs = sharded.evaluate(X, Y, verbose=0)
+    np.testing.assert_allclose(logs["loss"], reference.evaluate(X, Y, verbose=0)["loss"], rtol=1e-5)
+    member = sharded.members()[2]
+    np.testing.assert_allclose(member.predict(X[:8]), reference.predict(X[:8])[2], atol=1e-5)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 from ._callback import Callback, Logs
 from ._files import check_writable
@@ -21,6 +24,10 @@ class TensorBoard(Callback):
     every N training steps (reading them then waits for the device); with
     `update_freq="epoch"` (the default) nothing is read per step. Only process 0 writes in
     a multi-host run. Needs `tensorboardX` (the `callbacks` extra).
+
+    A `Population`'s logs hold one value per member: member `i`'s go to
+    `log_dir/train/member_i` (and `validation/member_i`), so TensorBoard shows the
+    members as runs on the same charts.
     """
 
     reads_states_per_batch = False  # only the batch logs
@@ -73,16 +80,17 @@ class TensorBoard(Callback):
         self._batches += 1
         if self._batches % self._every or not self.is_main_process() or not logs:
             return
-        writer = self._writer("train")
         for name, value in dict(logs).items():
-            writer.add_scalar(f"batch_{name}", float(value), self._batches)
+            for run, number in _runs("train", value):
+                self._writer(run).add_scalar(f"batch_{name}", number, self._batches)
 
     def on_epoch_end(self, epoch: int, logs: Logs | None = None) -> None:
         if not self.is_main_process():
             return
         for name, value in (logs or {}).items():
             part, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
-            self._writer(part).add_scalar(f"epoch_{tag}", float(value), epoch)
+            for run, number in _runs(part, value):
+                self._writer(run).add_scalar(f"epoch_{tag}", number, epoch)
         # fit logs the rate of an injected optimizer itself, as "learning_rate".
         rates = (
             []
@@ -90,9 +98,26 @@ class TensorBoard(Callback):
             else learning_rates(self.model.states.optimizer_states)
         )
         if rates:
-            self._writer("train").add_scalar("epoch_learning_rate", rates[0], epoch)
+            for run, number in _runs("train", rates[0]):
+                self._writer(run).add_scalar("epoch_learning_rate", number, epoch)
         for writer in self._writers.values():
             writer.flush()
 
     def on_train_end(self, logs: Logs | None = None) -> None:
         self._close()
+
+
+def _runs(part: str, value: Any) -> Iterator[tuple[str, float]]:
+    """The run directories and numbers a log value is written as: a scalar to `part`, a
+    population's per-member values (one axis) to `part/member_<i>`."""
+    values = np.asarray(value, dtype=float)
+    if values.ndim == 0:
+        yield part, float(values)
+        return
+    if values.ndim > 1:
+        raise TypeError(
+            f"TensorBoard writes scalars and a population's per-member values, but a log value "
+            f"has shape {values.shape}."
+        )
+    for member, number in enumerate(values.tolist()):
+        yield os.path.join(part, f"member_{member}"), number
