@@ -18,7 +18,7 @@ import numpy as np
 
 from ._engine import engine
 from ._flat import flatten_states_on_host, unflatten_states_on_host
-from ._loop import _check_labels, _class_weight, _counter, _host_logs, _owned, _placed, _run_test
+from ._loop import LazyLogs, _check_labels, _class_weight, _counter, _owned, _placed, _run_test
 from ._strategy import strategy_of
 from .callbacks import CallbackList
 from .data import ArrayAdapter
@@ -56,7 +56,7 @@ def train_on_batch(
     data = _one_batch(model, x, y, sample_weight, "train_on_batch")
     cw = _class_weight(class_weight)
     if "train_step" not in model._overridden():
-        model._optimizer_or_raise()
+        model.get_optimizer()
     batch = (data.x, data.y, data.sample_weight)
     run = engine(model)
     if not model.initialized:
@@ -72,7 +72,7 @@ def train_on_batch(
     logs, leaves = run.training(layout).train(leaves, batch, cw, _counter(epoch, 0))
     run.commit(unflatten_states_on_host(layout, leaves), flat=(leaves, layout))
     run.batch_epoch = epoch + 1
-    host = _host_logs(logs, False)
+    host = dict(LazyLogs(logs))
     return host if return_dict else as_keras_list(host)
 
 

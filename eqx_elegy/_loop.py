@@ -92,8 +92,116 @@ def _host_value(value: Any) -> Any:
     return float(value) if np.ndim(value) == 0 else np.asarray(value)
 
 
-def _host_logs(logs: Any, stacked: bool) -> dict[str, float]:
-    return dict(LazyLogs(logs, -1 if stacked else None))
+# The overridable methods that can return logs of their own (the others return none,
+# or call these): with none overridden, every log is the model's loss and metrics.
+_LOGGING_STEPS = frozenset({"test_step", "grad_step", "train_step", "jit_step"})
+
+# Logs that are a value at a moment, not a description of a batch (Keras'
+# `learning_rate`: the rate the optimizer holds): never averaged, whatever step logs them.
+_MOMENT_LOGS = frozenset({"learning_rate"})
+
+
+class EpochLogs:
+    """The logs of an epoch (or an evaluation) so far, as they describe it.
+
+    The logs of the model's own `loss` and `metrics` are running values already (their
+    states accumulate over the epoch, from the reset at its first step), so they are
+    reported as the latest step left them, as is a `learning_rate` a custom step logs
+    (the rate at that step). Every other log, the ones a custom step returns, describes
+    its own batch: it is averaged over the steps so far, weighted by their batch sizes,
+    so that an epoch's accuracy is not that of its last, maybe short, batch (for a
+    per-example mean this is exactly the mean over the epoch's examples).
+    A model with `epoch_logs="last"` has every log reported as the latest step left it.
+
+    `view(i)` is what step `i` of the chunk added last reports (-1: its last step); a
+    view stays on the device until read, like `LazyLogs`. Averaging keeps each chunk's
+    logs on the device until a view is read; then the chunks not yet read are fetched
+    in one transfer and folded into running sums on the host. When every log is a
+    running value (the default steps) only the last chunk is kept, as `LazyLogs`.
+    """
+
+    def __init__(self, running: frozenset[str] | None):
+        self._running = frozenset() if running is None else running
+        # Whether any log is averaged: decided from the first chunk's log names, unless
+        # every log is running (`running` None).
+        self._averaging: bool | None = False if running is None else None
+        self._last: tuple[Any, bool, int] | None = None  # the latest chunk: logs, stacked, steps
+        self._pending: list[tuple[Any, bool, int, int]] = []  # (logs, stacked, steps, rows)
+        self._steps: list[dict[str, float]] = []  # each step's view, once folded
+        self._added = 0
+        self._rows = 0
+        self._sums: dict[str, Any] = {}  # a float, or one per member for a population
+
+    @classmethod
+    def of(cls, model: Model) -> EpochLogs:
+        """The epoch logs of `model`'s steps: its loss and metrics, if any, are running;
+        with `epoch_logs="last"`, or when the default steps make every log, every log is."""
+        if model.epoch_logs == "last" or not _LOGGING_STEPS & model._overridden():
+            return cls(None)
+        if model.loss is None and model.metrics is None:
+            return cls(_MOMENT_LOGS)
+        return cls(_MOMENT_LOGS | frozenset(model._losses_and_metrics().log_names))
+
+    def add(self, logs: Any, chunk: Chunk) -> None:
+        """Record the logs of `chunk`, a compiled call's output (left on the device)."""
+        self._last = (logs, chunk.stacked, chunk.steps)
+        if self._averaging is None:
+            self._averaging = any(name not in self._running for name in LazyLogs(logs))
+        if self._averaging:
+            x = jax.tree.leaves(chunk.batch[0])
+            rows = int(x[0].shape[1 if chunk.stacked else 0])
+            self._pending.append((logs, chunk.stacked, chunk.steps, rows))
+        self._added += chunk.steps
+
+    def view(self, index: int) -> Mapping[str, float]:
+        """The logs as step `index` of the latest chunk leaves them (-1: its last step)."""
+        assert self._last is not None
+        logs, stacked, steps = self._last
+        if not self._averaging:
+            return LazyLogs(logs, index if stacked else None)
+        position = self._added - steps + (index if index >= 0 else steps + index)
+        return _AveragedView(self, position, list(LazyLogs(logs)))
+
+    def result(self) -> dict[str, float]:
+        """The logs of the whole epoch (or evaluation) on the host."""
+        return dict(self.view(-1))
+
+    def _step(self, position: int) -> dict[str, float]:
+        if position >= len(self._steps):
+            fetched = jax.device_get([logs for logs, *_ in self._pending])
+            for host, (_, stacked, steps, rows) in zip(fetched, self._pending, strict=True):
+                for i in range(steps):
+                    values = dict(LazyLogs(host, i if stacked else None))
+                    self._rows += rows
+                    view = {}
+                    for name, value in values.items():
+                        if name in self._running:
+                            view[name] = value
+                        else:
+                            self._sums[name] = self._sums.get(name, 0.0) + value * rows
+                            view[name] = self._sums[name] / self._rows
+                    self._steps.append(view)
+            self._pending = []
+        return self._steps[position]
+
+
+class _AveragedView(Mapping[str, float]):
+    """One step's view of `EpochLogs` (names known at once, values fetched when read)."""
+
+    def __init__(self, epoch: EpochLogs, position: int, names: list[str]):
+        self._epoch, self._position, self._names = epoch, position, names
+
+    def __getitem__(self, key: str) -> float:
+        return self._epoch._step(self._position)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"EpochLogs({dict(self)})"
 
 
 # ---------------------------------------------------------------------------- checks
@@ -410,45 +518,50 @@ def _run_test(
     callbacks.on_test_begin()
     batch_hooks = callbacks.wants("on_test_batch_begin") or callbacks.wants("on_test_batch_end")
     tick = callbacks.throttled("on_test_batch_end")
-    logs: Any = None
-    stacked = False
+    logs = EpochLogs.of(model)
     step = 0
     run = _Evaluating(model, buffers, layout, "test_step", use_ema)
     for chunk in _feed(model, data, 0, spe, steps):
         if batch_hooks:
             for i in range(chunk.steps):
                 callbacks.on_test_batch_begin(step + i)
-        logs = run(chunk, chunk.batch, None)
-        stacked = chunk.stacked
+        logs.add(run(chunk, chunk.batch, None), chunk)
         if batch_hooks:
             for i in range(chunk.steps):
-                callbacks.on_test_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+                callbacks.on_test_batch_end(step + i, logs.view(i))
         step += chunk.steps
         if tick is not None and perf_counter() >= tick.next:
-            tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
-    if logs is None:
+            tick(step - 1, logs.view(-1))
+    if step == 0:
         raise ValueError(
             "The evaluation data produced no batches"
             + (" (its generator has run out)." if data.exhausted else ".")
         )
     if tick is not None:
-        tick(step - 1, LazyLogs(logs, -1 if stacked else None))
-    host = _host_logs(logs, stacked)
+        tick(step - 1, logs.view(-1))
+    host = logs.result()
     callbacks.on_test_end(host)
     return host
 
 
 def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: Any) -> States:
-    """`Model.init`: initialise the states from the first batch of `x` (and `y`). A model
-    that is already initialised is left as it is (Elegy's `init`): its states are
-    returned unchanged; `reset()` first to start over."""
+    """`Model.init`: initialise the states from `x` (and `y`), then put the metrics back to
+    their initial values, so that the init batch counts in no later log. A model that is
+    already initialised is left as it is (Elegy's `init`): its states are returned
+    unchanged; `reset()` first to start over.
+
+    Arrays are the batch, traced whole as Elegy does (a source gives its first batch)."""
     if model.initialized:
         return model.states
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
+    if isinstance(data, ArrayAdapter):  # validated above; now as one batch of every row
+        data = adapter_for(x, y, sample_weight, batch_size=data.size)
     remember_inputs(model, data)
-    return engine(model).initialize(data.first_batch(), _class_weight(class_weight))
+    engine(model).initialize(data.first_batch(), _class_weight(class_weight))
+    model.reset_metrics()
+    return model.states
 
 
 def _check_fit_arguments(
@@ -588,7 +701,7 @@ def fit(
         _check_validation(model, val)
     cw = _class_weight(class_weight)
     if "train_step" not in model._overridden():
-        model._optimizer_or_raise()
+        model.get_optimizer()
 
     history = History()
     steps = _steps_shown(steps_per_epoch, train)
@@ -697,8 +810,8 @@ class _Training:
         sync = cbs.reads_states("on_train_batch_begin") or cbs.reads_states("on_train_batch_end")
         cw = self.class_weight
         left = None if self.steps_per_epoch is None else self.steps_per_epoch - step
-        logs: Any = None
-        stacked = False
+        logs = EpochLogs.of(self.model)
+        ran = False
         for chunk in _feed(self.model, self.train, epoch, self.spe, left, skip=step):
             if begin_hooks:
                 if sync:
@@ -707,29 +820,30 @@ class _Training:
                     cbs.on_train_batch_begin(step + i)
                 live.pull()
             fn = live.fns.train_chunk if chunk.stacked else live.fns.train
-            logs, leaves = fn(live.leaves, chunk.batch, cw, _counter(epoch, step))
+            out, leaves = fn(live.leaves, chunk.batch, cw, _counter(epoch, step))
             live.update(leaves)
-            stacked = chunk.stacked
+            logs.add(out, chunk)
+            ran = True
             if batch_hooks:
                 if sync:
                     live.push()
                 for i in range(chunk.steps):
-                    cbs.on_train_batch_end(step + i, LazyLogs(logs, i if stacked else None))
+                    cbs.on_train_batch_end(step + i, logs.view(i))
                 live.pull()
             step += chunk.steps
             if tick is not None and perf_counter() >= tick.next:
-                tick(step - 1, LazyLogs(logs, chunk.steps - 1 if stacked else None))
+                tick(step - 1, logs.view(-1))
                 live.pull()
             interrupt.check()
             if run.stop_training:
                 break
-        if logs is None:
+        if not ran:
             if self.train.exhausted:
                 return None, step
             raise ValueError("The training data produced no batches.")
         if tick is not None:
-            tick(step - 1, LazyLogs(logs, -1 if stacked else None))
-        epoch_logs = _host_logs(logs, stacked)
+            tick(step - 1, logs.view(-1))
+        epoch_logs = logs.result()
         live.push()
         return epoch_logs, step
 

@@ -422,16 +422,24 @@ class LossesAndMetrics(eqx.Module):
         return bool(self.losses)
 
     @property
+    def logged_terms(self) -> tuple[_LossTerm, ...]:
+        """The loss terms logged under their own `<name>_loss` names: all of them when
+        there are several, none when there is one, whose value is then `loss` itself
+        (Keras 3 logs a single loss as `loss` alone)."""
+        return self.losses if len(self.losses) > 1 else ()
+
+    @property
     def log_names(self) -> list[str]:
         """The log names in display order: `loss`, the terms, the metrics (a dict
         returned through `jax.jit` comes back with its keys sorted)."""
-        return ["loss"] + [t.log_name for t in self.losses] + [m.log_name for m in self.metrics]
+        terms = [t.log_name for t in self.logged_terms]
+        return ["loss", *terms, *(m.log_name for m in self.metrics)]
 
     def init(self) -> dict[str, PyTree[Array]]:
-        """Fresh metrics states: a running mean for `loss` and each term, and each
+        """Fresh metrics states: a running mean for `loss` and each logged term, and each
         metric's own state (float32 arrays, never weak-typed)."""
         states: dict[str, PyTree[Array]] = {"loss": _tracker()}
-        for term in self.losses:
+        for term in self.logged_terms:
             states[term.log_name] = _tracker()
         for m in self.metrics:
             states[m.log_name] = m.metric.init()
@@ -488,7 +496,8 @@ class LossesAndMetrics(eqx.Module):
                     value = value + v.astype(jnp.float32)
             value = value.astype(jnp.float32)
             total = total + term.weight * value
-            new_states[term.log_name] = _running_mean(metrics_states[term.log_name], value, n)
+            if self.logged_terms:
+                new_states[term.log_name] = _running_mean(metrics_states[term.log_name], value, n)
         new_states["loss"] = _running_mean(metrics_states["loss"], total, n)
         for m in self.metrics:
             state = metrics_states[m.log_name]
@@ -500,7 +509,7 @@ class LossesAndMetrics(eqx.Module):
                 state = metric.update(state, yt, yp, sw)
             new_states[m.log_name] = state
         logs = {"loss": _mean_value(new_states["loss"])}
-        for term in self.losses:
+        for term in self.logged_terms:
             logs[term.log_name] = _mean_value(new_states[term.log_name])
         for m in self.metrics:
             value = jnp.asarray(m.metric.compute(new_states[m.log_name]))

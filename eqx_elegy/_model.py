@@ -7,10 +7,12 @@ pytree at well-defined points; that swap is the only mutation in the library.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
+import types
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 import equinox as eqx
 import jax
@@ -46,6 +48,8 @@ from .data import ArrayAdapter
 if TYPE_CHECKING:
     from rich.console import Console
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
 
 def _accepts(fn: Callable[..., Any], name: str) -> bool:
     try:
@@ -57,6 +61,37 @@ def _accepts(fn: Callable[..., Any], name: str) -> bool:
 
 def _has_state(module: Any) -> bool:
     return any(is_state_index(leaf) for leaf in jax.tree.leaves(module, is_leaf=is_state_index))
+
+
+def _instance_only(method: _Method) -> _Method:
+    """Mark a method that loads into an existing model (`load`): looked up on the class
+    and called without a model, it raises an error that says how to call it, instead of
+    Python's bare "missing 1 required positional argument"."""
+    return cast(_Method, _InstanceOnly(method))
+
+
+class _InstanceOnly:
+    def __init__(self, method: Callable[..., Any]) -> None:
+        self.method = method
+
+    def __get__(self, instance: Any, owner: type) -> Callable[..., Any]:
+        if instance is not None:
+            return types.MethodType(self.method, instance)
+        method = self.method
+
+        @functools.wraps(method)
+        def on_class(*args: Any, **kwargs: Any) -> Any:
+            if args and isinstance(args[0], owner):  # `Model.load(model, path)`
+                return method(*args, **kwargs)
+            name = f"{owner.__name__}.{method.__name__}"
+            raise TypeError(
+                f"{name}(path) is called on the class, but it loads into a model: build the "
+                "model as it was built before it was saved (same class, module, loss, "
+                f"metrics and optimizer), then call model.{method.__name__}(path). A save "
+                "holds the states only, never code, so it cannot rebuild the model itself."
+            )
+
+        return on_class
 
 
 class Model(eqx.Module):
@@ -81,6 +116,7 @@ class Model(eqx.Module):
     vmap: bool = eqx.field(default=True, kw_only=True, static=True)
     check_types: bool = eqx.field(default=True, kw_only=True, static=True)
     steps_per_execution: int = eqx.field(default=1, kw_only=True, static=True)
+    epoch_logs: Literal["mean", "last"] = eqx.field(default="mean", kw_only=True, static=True)
     strategy: Strategy | None = eqx.field(default=None, kw_only=True)
     trainable: Any = eqx.field(default=None, kw_only=True)
     ema_decay: float | None = eqx.field(default=None, kw_only=True, static=True)
@@ -97,6 +133,11 @@ class Model(eqx.Module):
                 check_step_signature(cls.__name__, name, cls.__dict__[name])
 
     def __post_init__(self) -> None:
+        if self.epoch_logs not in ("mean", "last"):
+            raise ValueError(
+                f"epoch_logs must be 'mean' (a custom step's logs averaged over the epoch) or "
+                f"'last' (as the last step returned them), got {self.epoch_logs!r}."
+            )
         if isinstance(self.optimizer, optax.MultiSteps):
             # Gradient accumulation: MultiSteps is an object with init/update of its own;
             # its transformation form runs anywhere a GradientTransformation does.
@@ -175,13 +216,17 @@ class Model(eqx.Module):
     def _merge_trainable(self, trainable: PyTree, frozen: PyTree) -> PyTree:
         return trainable if frozen is None else eqx.combine(trainable, frozen)
 
-    def _optimizer_or_raise(self) -> optax.GradientTransformation:
+    def get_optimizer(self) -> optax.GradientTransformation:
+        """The model's optimizer, for a `train_step` override that applies it (its state
+        is `states.optimizer_states`). Unlike the `optimizer` field, which may be None for
+        a model that trains without one, this is typed as never None: a model built
+        without an optimizer raises a TypeError that says to pass one."""
         # (An optax.MultiSteps was turned into its transformation by __post_init__.)
         if not isinstance(self.optimizer, optax.GradientTransformation):
             raise TypeError(
-                f"{type(self).__name__}: the default train_step needs an optimizer; pass "
-                "optimizer=optax.adam(1e-3) (any optax GradientTransformation), or override "
-                "train_step."
+                f"{type(self).__name__} has no optimizer, and its train_step needs one: "
+                "build it with optimizer=optax.adam(1e-3) (any optax GradientTransformation), "
+                "or override train_step to update the parameters without one."
             )
         return self.optimizer
 
@@ -370,7 +415,7 @@ class Model(eqx.Module):
         """One optimisation step: `grad_step`, then the optimizer's update of the trainable
         parameters (frozen ones are passed through as they are). When initializing, it
         initialises the optimizer's state instead."""
-        optimizer = self._optimizer_or_raise()
+        optimizer = self.get_optimizer()
         _, logs, states, grads = run_step(
             self,
             "grad_step",
@@ -491,10 +536,23 @@ class Model(eqx.Module):
         class_weight: dict[int, float] | None = None,
     ) -> States:
         """Initialise the states from a batch of data; updates `self.states` and returns it.
-        On a model that is already initialised (by `init`, `fit`, `load`, ...) it changes
-        nothing and returns the current states, as Elegy's `init` does; `reset()` first to
-        start over."""
+
+        Arrays are traced whole, as one batch (so pass a batch, e.g. `x[:64]`, not a
+        whole data set); a generator or other source gives its first batch. The metrics
+        are left at their initial values (see `reset_metrics`). On a model that is
+        already initialised (by `init`, `fit`, `load`, ...) it changes nothing and returns
+        the current states, as Elegy's `init` does; `reset()` first to start over."""
         return _loop.init_model(self, x, y, sample_weight, class_weight)
+
+    def reset_metrics(self) -> None:
+        """Put `states.metrics_states` back to the initial values of the model's `loss`
+        and `metrics` (Keras' `reset_metrics`), as `fit` does at each epoch's start and
+        `evaluate` at its start: for steps run by hand. A model without `loss` or
+        `metrics` has no metric states of the library's to reset; this changes nothing."""
+        if self.loss is None and self.metrics is None:
+            return
+        metrics_states = self._losses_and_metrics().init()
+        engine(self).commit(self.states.update(metrics_states=metrics_states))
 
     def reset(self) -> None:
         """Start over: the model gets the states of a fresh model (`states_step`) and is
@@ -797,6 +855,7 @@ class Model(eqx.Module):
         gathers states sharded across processes, and process 0 writes."""
         _checkpoint.save(self, path, weights_only=weights_only, metadata=metadata)
 
+    @_instance_only
     def load(self, path: str | os.PathLike[str], *, weights_only: bool = False) -> None:
         """Load a save of a model built the same way: its `states` give the structure,
         which must match the file's (paths, shapes, dtypes) or nothing changes and a

@@ -20,6 +20,8 @@ costs nothing once the step is compiled; `Model(check_types=False)` skips it ent
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import types
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -164,11 +166,32 @@ class StepOutputError(TypeError):
     """A step returned something that does not match its declared output alias."""
 
 
-def _fail(owner: str, method: str, alias: str, problem: str, value: Any) -> StepOutputError:
+# Tracebacks name an exception by its class's module: show the public name,
+# `eqx_elegy.StepOutputError`, which is where users import it from.
+StepOutputError.__module__ = "eqx_elegy"
+
+
+def defined_at(cls: type, method: str) -> str | None:
+    """`file:line` of the definition of step `method` that `cls` runs, when a user's
+    class defines it (through decorators such as `eqx.filter_jit`); None for the
+    library's own steps."""
+    fn: Any = inspect.getattr_static(cls, method, None)
+    while not isinstance(fn, types.FunctionType) and hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+    fn = inspect.unwrap(fn) if isinstance(fn, types.FunctionType) else None
+    if fn is None or fn.__module__.split(".")[0] == __name__.split(".")[0]:
+        return None
+    return f"{fn.__code__.co_filename}:{fn.__code__.co_firstlineno}"
+
+
+def _fail(
+    owner: str, method: str, alias: str, problem: str, value: Any, where: str | None
+) -> StepOutputError:
     layout = ", ".join(_LAYOUTS[alias])
+    location = f" {owner}.{method} is defined at {where}." if where else ""
     return StepOutputError(
         f"{owner}.{method} must return elegy.{alias} ({layout}), but {problem}. "
-        f"It returned: {describe(value)}."
+        f"It returned: {describe(value)}.{location}"
     )
 
 
@@ -249,13 +272,15 @@ def check_output(
     *,
     net_params: Any = None,
     batch_size: int | None = None,
+    where: str | None = None,
 ) -> None:
     """Raise `StepOutputError` unless `value` matches the step output alias `alias`.
 
     `owner` and `method` name the model class and step for the message. `net_params`
     (for GradStep) lets the grads be compared with the parameters leaf by leaf, by path,
     shape and dtype; `batch_size` (for PredStep) checks that every prediction leaf keeps
-    the batch dimension of `x`.
+    the batch dimension of `x`. `where` (`file:line`, see `defined_at`) ends the
+    message, so that it leads to the user's step.
     """
     layout = _LAYOUTS[alias]
     if alias == "InitStep":
@@ -264,9 +289,8 @@ def check_output(
         parts = dict(zip(layout, value, strict=True))
     else:
         what = f"a tuple of {len(value)}" if isinstance(value, tuple) else "not a tuple"
-        raise _fail(
-            owner, method, alias, f"it returned {what}, not a tuple of {len(layout)}", value
-        )
+        length = f"it returned {what}, not a tuple of {len(layout)}"
+        raise _fail(owner, method, alias, length, value, where)
     problem: str | None = None
     if not isinstance(parts["states"], States):
         problem = f"its states element is {describe(parts['states'])}, not elegy.States"
@@ -279,7 +303,7 @@ def check_output(
     if problem is None and "y_pred" in parts and batch_size is not None:
         problem = _check_y_pred(parts["y_pred"], batch_size)
     if problem is not None:
-        raise _fail(owner, method, alias, problem, value)
+        raise _fail(owner, method, alias, problem, value, where)
 
 
 def run_step(model: Model, name: str, **available: Any) -> Any:
@@ -303,6 +327,7 @@ def run_step(model: Model, name: str, **available: Any) -> Any:
             batch_size=batch_size_of(available["x"])
             if name == "pred_step" and model.vmap
             else None,
+            where=defined_at(type(model), name),
         )
     return out
 

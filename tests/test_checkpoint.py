@@ -110,6 +110,32 @@ def test_round_trip_restores_every_leaf(trained):
     np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
 
 
+class Subclassed(elegy.Model):
+    pass
+
+
+def test_load_on_the_class_says_how_to_load(trained):
+    """Keras' habit, `Model.load(path)` on the class, gets an error that says to build the
+    model first; the unbound call with a model first (`Model.load(model, path)`) works."""
+    model, path = trained
+    for cls in (elegy.Model, Subclassed):
+        with pytest.raises(TypeError) as error:
+            cls.load(path)
+        assert str(error.value) == (
+            f"{cls.__name__}.load(path) is called on the class, but it loads into a model: "
+            f"build the model as it was built before it was saved (same class, module, "
+            f"loss, metrics and optimizer), then call model.load(path). A save holds the "
+            f"states only, never code, so it cannot rebuild the model itself."
+        )
+    with pytest.raises(TypeError, match=r"^Model.load\(path\) is called on the class"):
+        elegy.Model.load(path=path)
+    assert elegy.Model.load.__doc__ == elegy.Model(module=None).load.__doc__
+    assert elegy.Model.load.__doc__.startswith("Load a save")
+    fresh = build(seed=0)
+    elegy.Model.load(fresh, path)
+    assert_same_states(fresh.states, model.states)
+
+
 def test_manifest_lists_versions_class_and_leaves(trained):
     model, path = trained
     manifest = json.loads((path / "manifest.json").read_text())

@@ -202,7 +202,11 @@ def test_any_invalid_sparse_label_is_named(index, value):
 
 def test_default_train_step_needs_optimizer():
     model = mlp_model(optimizer=None)
-    with pytest.raises(TypeError, match=r"needs an optimizer; pass optimizer=optax.adam"):
+    with pytest.raises(
+        TypeError,
+        match=r"^Model has no optimizer, and its train_step needs one: build it with "
+        r"optimizer=optax.adam\(1e-3\)",
+    ):
         model.fit(X, Y, verbose=0)
 
 

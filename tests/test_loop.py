@@ -143,7 +143,8 @@ def test_evaluate_and_predict_compile_once_and_leave_states_alone():
 def test_evaluate_carries_the_states_a_custom_test_step_changes():
     # The step counts batches and sums labels in states of its own; evaluate threads them
     # from step to step (only the entries the step changes are carried), and the logs of
-    # the last step see every batch. The model's states are not changed.
+    # the last step see every batch (`epoch_logs="last"`: its logs are running values,
+    # not to be averaged). The model's states are not changed.
     class Counting(elegy.Model):
         def states_step(self):
             return super().states_step().update(seen=jnp.zeros((), jnp.int32), total=jnp.zeros(()))
@@ -154,7 +155,7 @@ def test_evaluate_carries_the_states_a_custom_test_step_changes():
             return jnp.zeros(()), logs, states.update(seen=seen, total=total)
 
     x, y = digits(300)
-    model = Counting(module=mlp())
+    model = Counting(module=mlp(), epoch_logs="last")
     logs = model.evaluate(x, y.astype(np.float32), batch_size=64, verbose=0)
     assert logs["seen"] == 5  # an int32 log, returned beside the packed float logs
     assert logs["total"] == pytest.approx(float(y.sum()))

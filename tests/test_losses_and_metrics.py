@@ -249,16 +249,16 @@ class TestDictOutputs:
     def test_per_output_sample_weights(self):
         lam = LossesAndMetrics.build({"reg": losses.MeanSquaredError()}, None)
         _, logs = run(lam, self.y_true, self.y_pred, {"cls": np.ones(N, np.float32), "reg": W})
-        np.testing.assert_allclose(logs["reg_loss"], (W * self.mse).mean(), rtol=1e-5)
+        assert list(logs) == ["loss"]  # one loss: `loss` alone, as in Keras 3
+        np.testing.assert_allclose(logs["loss"], (W * self.mse).mean(), rtol=1e-5)
 
     def test_single_loss_sums_over_outputs(self):
         lam = LossesAndMetrics.build(losses.MeanSquaredError(), metrics.MeanSquaredError())
         y = {"a": REG_TRUE, "b": 2 * REG_TRUE}
         _, logs = run(lam, y, {"a": REG_PRED, "b": REG_PRED})
         other = ((2 * REG_TRUE - REG_PRED) ** 2)[:, 0]
-        np.testing.assert_allclose(
-            logs["mean_squared_error_loss"], self.mse.mean() + other.mean(), rtol=1e-5
-        )
+        assert "mean_squared_error_loss" not in logs
+        np.testing.assert_allclose(logs["loss"], self.mse.mean() + other.mean(), rtol=1e-5)
         # The metric pools both outputs' examples.
         np.testing.assert_allclose(
             logs["mean_squared_error"], (self.mse.sum() + other.sum()) / (2 * N), rtol=1e-5
@@ -294,12 +294,7 @@ class TestTupleOutputs:
         )
         _, logs = run(lam, (IDS, REG_TRUE), (LOGITS, REG_PRED))
         assert set(logs) == set(lam.log_names)
-        assert lam.log_names == [
-            "loss",
-            "sparse_categorical_crossentropy_loss",
-            "sparse_categorical_accuracy",
-            "mean_absolute_error",
-        ]
+        assert lam.log_names == ["loss", "sparse_categorical_accuracy", "mean_absolute_error"]
         np.testing.assert_allclose(logs["loss"], CE.mean(), rtol=1e-5)
         np.testing.assert_allclose(
             logs["mean_absolute_error"], np.abs(REG_TRUE - REG_PRED).mean(), rtol=1e-5
@@ -315,6 +310,26 @@ class TestTupleOutputs:
             ValueError, match=r"y_true must be a tuple of 2; got y_true array\(12, 1\)"
         ):
             run(LossesAndMetrics.build("mse", None), REG_TRUE, (REG_PRED, REG_PRED))
+
+
+def test_a_single_loss_logs_as_loss_alone_several_keep_their_names():
+    """Keras 3: one loss is logged as `loss` only (no `<name>_loss` copy of it); with
+    several terms, a regularizer included, each keeps its own name."""
+    single = LossesAndMetrics.build(losses.MeanSquaredError(), metrics.MeanAbsoluteError())
+    assert single.log_names == ["loss", "mean_absolute_error"]
+    assert list(single.init()) == ["loss", "mean_absolute_error"]
+    _, logs = run(single, REG_TRUE, REG_PRED, sizes=BATCHES)
+    assert set(logs) == {"loss", "mean_absolute_error"}
+    np.testing.assert_allclose(logs["loss"], ((REG_TRUE - REG_PRED) ** 2).mean(), rtol=1e-5)
+    weighted = LossesAndMetrics.build([losses.MeanSquaredError()], None, loss_weights=[3.0])
+    _, logs = run(weighted, REG_TRUE, REG_PRED)
+    assert list(logs) == ["loss"]
+    np.testing.assert_allclose(logs["loss"], 3 * ((REG_TRUE - REG_PRED) ** 2).mean(), rtol=1e-5)
+    for several, names in [
+        (["mse", regularizers.L2()], ["mse_loss", "l2_loss"]),
+        ({"cls": "mse", "reg": "mae"}, ["cls_loss", "reg_loss"]),
+    ]:
+        assert LossesAndMetrics.build(several, None).log_names == ["loss", *names]
 
 
 def test_names_strings_callables_and_duplicates():

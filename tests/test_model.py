@@ -99,14 +99,7 @@ def test_high_level_fit_evaluate_predict():
     x, y = digits(600)
     model = mlp_model()
     history = model.fit(x, y, epochs=4, batch_size=64, validation_split=0.25, verbose=0)
-    assert set(history.history) == {
-        "loss",
-        "sparse_categorical_crossentropy_loss",
-        "accuracy",
-        "val_loss",
-        "val_sparse_categorical_crossentropy_loss",
-        "val_accuracy",
-    }
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert history.history["val_accuracy"][-1] > 0.7
     logs = model.evaluate(x, y, batch_size=128, verbose=0)
     assert isinstance(logs["loss"], float) and logs["accuracy"] > 0.7
@@ -315,7 +308,7 @@ def test_plain_callable_loss():
     y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
     history = model.fit(x, y, batch_size=16, epochs=20, verbose=0)
     assert history.history["loss"][-1] < 0.01
-    assert "mse_loss" in history.history
+    assert set(history.history) == {"loss"}  # one loss: logged as `loss` alone
 
 
 def test_fit_without_labels_when_steps_need_none():
@@ -393,3 +386,264 @@ def test_dropout_is_active_in_training_only_with_a_key_per_example_and_step():
     evaluated = model.evaluate(x, y, batch_size=64, verbose=0)["loss"]
     first, second = history.history["loss"]
     assert len({first, second, evaluated}) == 3
+
+
+class ClippedLinear(elegy.Model):
+    """A custom train_step that applies the model's optimizer (issue 23, point 2): clip
+    the gradients to a global norm by hand, log the norm, then the optax update."""
+
+    max_norm: float = 0.1
+
+    def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
+        w = jnp.zeros((x.shape[1], 10)) if initializing else states.net_params
+        loss = optax.softmax_cross_entropy_with_integer_labels(x @ w, y_true).mean()
+        return loss, {"loss": loss}, states.update(net_params=w)
+
+    def train_step(self, x, y_true, states, initializing) -> elegy.TrainStep:
+        _, logs, states, grads = self.grad_step(
+            x=x, y_true=y_true, states=states, initializing=initializing
+        )
+        optimizer = self.get_optimizer()
+        with jax.numpy_dtype_promotion("standard"):
+            if initializing:
+                return logs, states.update(optimizer_states=optimizer.init(states.net_params))
+            norm = optax.tree.norm(grads)
+            grads = jax.tree.map(lambda g: g * jnp.minimum(1.0, self.max_norm / norm), grads)
+            updates, opt_states = optimizer.update(
+                grads, states.optimizer_states, states.net_params
+            )
+        params = optax.apply_updates(states.net_params, updates)
+        return {**logs, "grad_norm": norm}, states.update(
+            net_params=params, optimizer_states=opt_states
+        )
+
+
+def test_get_optimizer_in_a_custom_train_step_matches_optax_clipping():
+    x, y = digits(256)
+    model = ClippedLinear(optimizer=optax.adam(0.1))
+    assert model.get_optimizer() is model.optimizer
+    history = model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    assert history.history["grad_norm"][0] > 0.1  # so the clipping did something
+
+    def loss_fn(w, xb, yb):
+        return optax.softmax_cross_entropy_with_integer_labels(xb @ w, yb).mean()
+
+    optimizer = optax.chain(optax.clip_by_global_norm(0.1), optax.adam(0.1))
+    w = jnp.zeros((64, 10))
+    with jax.numpy_dtype_promotion("standard"):
+        opt_state = optimizer.init(w)
+    for _ in range(2):
+        for i in range(0, 256, 64):
+            grads = jax.grad(loss_fn)(w, x[i : i + 64], y[i : i + 64])
+            with jax.numpy_dtype_promotion("standard"):
+                updates, opt_state = optimizer.update(grads, opt_state, w)
+            w = optax.apply_updates(w, updates)
+    np.testing.assert_allclose(model.states.net_params, w, atol=1e-6)
+
+
+def test_get_optimizer_without_one_says_to_pass_it():
+    model = ClippedLinear()
+    before = model.states
+    message = (
+        "ClippedLinear has no optimizer, and its train_step needs one: build it with "
+        "optimizer=optax.adam(1e-3) (any optax GradientTransformation), or override "
+        "train_step to update the parameters without one."
+    )
+    with pytest.raises(TypeError) as direct:
+        model.get_optimizer()
+    assert str(direct.value) == message
+    with pytest.raises(TypeError) as in_fit:
+        model.fit(*digits(64), verbose=0)
+    assert str(in_fit.value) == message
+    assert model.states is before
+
+
+def test_init_leaves_metrics_at_their_initial_values():
+    # Issue 23, point 4: a test step run by hand on the states `init` leaves reports the
+    # logs of its own batch, as `evaluate` on that batch does, not a mean that includes
+    # the init batch.
+    x, y = digits(200)
+    model = mlp_model()
+    model.init(x[:100], y[:100])
+    initial = model._losses_and_metrics().init()
+    for got, expected in zip(
+        jax.tree.leaves(model.states.metrics_states), jax.tree.leaves(initial), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+    _, logs, _ = model.test_step(x[100:], y[100:], states=model.states)
+    expected = model.evaluate(x[100:], y[100:], batch_size=100, verbose=0)
+    assert set(logs) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(logs[name]), value, rtol=1e-6)
+
+
+def test_init_traces_the_whole_batch_it_is_given():
+    seen = []
+
+    class Recorder(elegy.Model):
+        def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
+            seen.append((x.shape[0], initializing))
+            loss = jnp.mean(x)
+            return loss, {"loss": loss}, states
+
+    x, _ = digits(100)
+    Recorder().init(x)
+    assert seen == [(100, True)]
+
+
+def test_reset_metrics_starts_the_running_means_over():
+    x, y = digits(300)
+    model = mlp_model()
+    model.fit(x[:200], y[:200], batch_size=64, epochs=1, verbose=0)
+    expected = model.evaluate(x[200:], y[200:], batch_size=100, verbose=0)
+    # After fit the metrics hold the last epoch's running sums, so a step run by hand
+    # on them reports a mean over that epoch and its own batch ...
+    _, stale, _ = model.test_step(x[200:], y[200:], states=model.states)
+    assert abs(float(stale["loss"]) - expected["loss"]) > 1e-3
+    # ... until reset_metrics puts them back to their initial values.
+    before = model.states
+    model.reset_metrics()
+    assert model.states.net_params is before.net_params  # only the metrics change
+    _, logs, _ = model.test_step(x[200:], y[200:], states=model.states)
+    for name, value in expected.items():
+        np.testing.assert_allclose(float(logs[name]), value, rtol=1e-6)
+
+
+def test_reset_metrics_without_loss_or_metrics_changes_nothing():
+    x, _ = digits(64)
+    model = LinearClassifier(optimizer=optax.sgd(0.1))
+    model.init(x.reshape(-1, 8, 8), digits(64)[1])
+    before = model.states
+    model.reset_metrics()
+    assert model.states is before
+
+
+def _least_squares(n: int) -> np.ndarray:
+    x, y = digits(n)
+    return np.linalg.lstsq(x, np.eye(10, dtype=np.float32)[y], rcond=None)[0]
+
+
+class FixedLinear(elegy.Model):
+    """A custom test step with per-batch logs on fixed weights (an SGD step of 0 leaves
+    them as they are), so each batch's logs are known in advance. The weights are a least
+    squares fit to 60 rows: right on some rows of each batch, not on all."""
+
+    def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
+        w = jnp.asarray(_least_squares(60)) if initializing else states.net_params
+        logits = x @ w
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y_true).mean()
+        accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == y_true)
+        return loss, {"loss": loss, "accuracy": accuracy}, states.update(net_params=w)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_custom_step_logs_are_averaged_over_the_epoch(steps_per_execution):
+    # Issue 23, point 5: 156 rows in batches of 64 leave a last batch of 28, whose own
+    # accuracy was the epoch's. A batch-size weighted mean of per-example means is the
+    # mean over the epoch's examples: what one batch of all 156 rows reports.
+    x, y = digits(156)
+    model = FixedLinear(optimizer=optax.sgd(0.0))
+    model.init(x[:8], y[:8])
+    whole = model.evaluate(x, y, batch_size=156, verbose=0)
+    last = model.evaluate(x[128:], y[128:], batch_size=28, verbose=0)
+    assert abs(last["accuracy"] - whole["accuracy"]) > 0.01  # the last batch misleads
+    batched = model.evaluate(
+        x, y, batch_size=64, verbose=0, steps_per_execution=steps_per_execution
+    )
+    seen = []
+    progress = elegy.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append(dict(logs))
+    )
+    history = model.fit(
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[progress],
+        steps_per_execution=steps_per_execution,
+    )
+    for logs in (batched, {k: v[1] for k, v in history.history.items()}):
+        assert set(logs) == {"loss", "accuracy"}
+        for name in logs:
+            np.testing.assert_allclose(logs[name], whole[name], rtol=1e-5)
+    # Batch logs are the means so far, as Keras' running metrics are.
+    first = model.evaluate(x[:64], y[:64], batch_size=64, verbose=0)
+    two = model.evaluate(x[:128], y[:128], batch_size=128, verbose=0)
+    assert len(seen) == 6
+    for name in ("loss", "accuracy"):
+        np.testing.assert_allclose(
+            [seen[3][name], seen[4][name], seen[5][name]],
+            [first[name], two[name], whole[name]],
+            rtol=1e-5,
+        )
+
+
+def test_running_metrics_are_not_averaged_again_beside_a_custom_log():
+    # The default test step's logs are running means already: a custom train step that
+    # adds a log of its own gets that log averaged and leaves the others as they are.
+    class WithRows(elegy.Model):
+        def train_step(self, x, y_true, states, initializing) -> elegy.TrainStep:
+            logs, states = super().train_step(
+                x, y_true, states=states, initializing=initializing, training=True
+            )
+            return {**logs, "rows": jnp.float32(x.shape[0])}, states
+
+    x, y = digits(156)
+    kwargs = dict(batch_size=64, epochs=2, shuffle=False, verbose=0)
+    plain = mlp_model().fit(x, y, **kwargs).history
+    history = (
+        WithRows(
+            module=mlp(),
+            loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=elegy.metrics.Accuracy(),
+            optimizer=optax.adam(1e-2),
+        )
+        .fit(x, y, **kwargs)
+        .history
+    )
+    np.testing.assert_allclose(history["rows"], [(64 * 64 * 2 + 28 * 28) / 156] * 2, rtol=1e-6)
+    for name in plain:
+        np.testing.assert_allclose(history[name], plain[name], rtol=1e-6)
+
+
+def test_a_learning_rate_a_custom_step_logs_is_its_last_value_not_averaged():
+    # Keras' `learning_rate` log is the rate at the epoch's end, a value at a moment:
+    # never averaged, while the step's other logs of its own are.
+    schedule = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.5)
+
+    class Scheduled(elegy.Model):
+        def train_step(self, x, y_true, states, initializing) -> elegy.TrainStep:
+            logs, states = super().train_step(
+                x, y_true, states=states, initializing=initializing, training=True
+            )
+            count = optax.tree_utils.tree_get(states.optimizer_states, "count")
+            rate = schedule(count - 1)  # the rate of the update just made
+            return {**logs, "learning_rate": rate, "rows": jnp.float32(x.shape[0])}, states
+
+    x, y = digits(156)
+    model = Scheduled(
+        module=mlp(),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.sgd(schedule),
+    )
+    history = model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0).history
+    # Three steps an epoch: the epochs end on steps 2 and 5.
+    np.testing.assert_allclose(history["learning_rate"], [0.1 * 0.5**2, 0.1 * 0.5**5], rtol=1e-6)
+    np.testing.assert_allclose(history["rows"], [(64 * 64 * 2 + 28 * 28) / 156] * 2, rtol=1e-6)
+
+
+def test_epoch_logs_last_reports_the_last_step_and_other_values_are_refused():
+    x, y = digits(156)
+    model = FixedLinear(optimizer=optax.sgd(0.0), epoch_logs="last")
+    model.init(x[:8], y[:8])
+    last = model.evaluate(x[128:], y[128:], batch_size=28, verbose=0)
+    history = model.fit(x, y, batch_size=64, epochs=1, shuffle=False, verbose=0).history
+    assert history["accuracy"] == [pytest.approx(last["accuracy"], rel=1e-6)]
+    with pytest.raises(ValueError) as caught:
+        FixedLinear(epoch_logs="sum")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "epoch_logs must be 'mean' (a custom step's logs averaged over the epoch) or 'last' "
+        "(as the last step returned them), got 'sum'."
+    )

@@ -221,7 +221,7 @@ def test_evaluate_and_predict_carry_the_member_axis():
     population = elegy.Population(classifier, hyperparams={"learning_rate": LRS})
     population.fit(X, Y, **FIT)
     logs = population.evaluate(X, Y, batch_size=50, verbose=0)
-    assert set(logs) == {"loss", "accuracy", "sparse_categorical_crossentropy_loss"}
+    assert set(logs) == {"loss", "accuracy"}  # one loss: logged as `loss` alone
     assert all(np.shape(v) == (3,) for v in logs.values())
     y_pred = population.predict(X, batch_size=50, steps_per_execution=2)
     assert y_pred.shape == (3, len(X), 10)
@@ -493,7 +493,7 @@ def test_model_checkpoint_saves_each_member(tmp_path):
         population.fit(X, Y, callbacks=[elegy.callbacks.ModelCheckpoint(str(tmp_path / "x"))])
 
 
-POPULATION_LOGS = "accuracy, learning_rate, loss, sparse_categorical_crossentropy_loss"
+POPULATION_LOGS = "accuracy, learning_rate, loss"
 
 
 @pytest.mark.parametrize(
@@ -508,9 +508,8 @@ POPULATION_LOGS = "accuracy, learning_rate, loss, sparse_categorical_crossentrop
         (
             dict(callbacks=[elegy.callbacks.ModelCheckpoint("m{member}-{val_acc}")]),
             "ModelCheckpoint: filepath 'm{member}-{val_acc}' uses {val_acc}, which is not a "
-            "log of this fit; available: accuracy, epoch, learning_rate, loss, member, "
-            "sparse_categorical_crossentropy_loss. val_ logs need validation data: pass "
-            "validation_data or validation_split.",
+            "log of this fit; available: accuracy, epoch, learning_rate, loss, member. val_ "
+            "logs need validation data: pass validation_data or validation_split.",
         ),
         (
             dict(x=X[:, :10]),

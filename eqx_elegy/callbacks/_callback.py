@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from .._engine import engine
 from .._states import States
@@ -36,6 +36,10 @@ class Callback:
     """
 
     params: dict[str, Any]
+    # After a `Population.fit`, a callback that acts on each member on its own
+    # (EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN) holds its copies
+    # here, one per member in member order (e.g. `early_stopping.members[2].stopped_epoch`).
+    members: list[Self]
     # Whether the batch hooks may read the model's states by some other way than
     # `self.model` (e.g. a function closing over the model, as with LambdaCallback): then
     # the loop stores them on the model before each of those hooks, whether they are read
