@@ -394,7 +394,7 @@ def _adds_score(values: list[float]) -> LambdaCallback:
 
 
 def test_a_monitor_a_callback_before_it_may_add_is_a_warning(model: elegy.Model) -> None:
-    stopper = EarlyStopping(monitor="score", mode="max", patience=1)
+    stopper = EarlyStopping(monitor="score", mode="max", patience=2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         history = _fit(model, [_adds_score([1.0, 3.0, 2.0, 2.5, 4.0]), stopper], epochs=5)

@@ -517,7 +517,8 @@ def _orders(x: Any, epochs: int = 3, **kwargs: Any) -> list[list[int]]:
         def on_train_batch_end(self, batch, logs=None):
             orders[-1].append(int(logs["id"]))
 
-    _Ids(seed=kwargs.pop("seed", 0)).fit(
+    # epoch_logs="last": each batch's own id, not the mean of the epoch's so far.
+    _Ids(seed=kwargs.pop("seed", 0), epoch_logs="last").fit(
         x, epochs=epochs, verbose=0, callbacks=[Record()], **kwargs
     )
     return orders
