@@ -547,18 +547,19 @@ def _run_test(
 def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: Any) -> States:
     """`Model.init`: initialise the states from `x` (and `y`), then put the metrics back to
     their initial values, so that the init batch counts in no later log. A model that is
-    already initialised is left as it is (Elegy's `init`): its states are returned
-    unchanged; `reset()` first to start over.
+    already initialised keeps its states (Elegy's `init`): they are returned unchanged
+    (`reset()` first to start over); it only learns the structure of the inputs, if it
+    did not know it (for `export`).
 
     Arrays are the batch, traced whole as Elegy does (a source gives its first batch)."""
-    if model.initialized:
-        return model.states
     if x is None:
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
     if isinstance(data, ArrayAdapter):  # validated above; now as one batch of every row
         data = adapter_for(x, y, sample_weight, batch_size=data.size)
     remember_inputs(model, data)
+    if model.initialized:
+        return model.states
     engine(model).initialize(data.first_batch(), _class_weight(class_weight))
     model.reset_metrics()
     return model.states
