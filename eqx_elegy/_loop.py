@@ -553,6 +553,8 @@ def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: A
 
     Arrays are the batch, traced whole as Elegy does (a source gives its first batch)."""
     if x is None:
+        if model.initialized:
+            return model.states
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
     if isinstance(data, ArrayAdapter):  # validated above; now as one batch of every row
