@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import eqx_elegy as elegy
+from eqx_elegy import _manifest, _savedir
 from eqx_elegy._checkpoint import CheckpointError, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -679,7 +680,10 @@ MALFORMED = [
     (lambda m: m["entries"][1].update(file=".."), r"entries\[1\]\.file '\.\.' is not a plain"),
     (lambda m: m["entries"][1].update(file="a/b.eqx"), r"entries\[1\]\.file 'a/b\.eqx'"),
     (lambda m: m["entries"][1].update(file="/etc/passwd"), r"entries\[1\]\.file '/etc"),
-    (lambda m: m["entries"][1].update(file=7), r"entries\[1\]\.file is 7, not a string"),
+    (lambda m: m["entries"][1].update(file=7), r"entries\[1\]\.file is 7, not a string or null\."),
+    (lambda m: m["entries"][1].update(sha256=5), r"\.sha256 is 5, not a string or null\."),
+    (lambda m: (m.pop("metadata"), m.pop("versions")), r"manifest has no versions, metadata\."),
+    (lambda m: m.update(zz=1, aa=2), r"manifest has unknown fields: aa, zz\."),
     (lambda m: m["entries"][1].update(sha256="xyz"), r"entries\[1\]\.sha256 is not 64 hex"),
     (
         lambda m: m["entries"][1]["leaves"][0].update(shape=[True]),
@@ -691,6 +695,8 @@ MALFORMED = [
     ),
     (lambda m: m["entries"][1].update(extra=1), r"entries\[1\] has unknown fields: extra"),
     (lambda m: m.update(entries={}), r"'entries' is \{\}, not a list"),
+    (lambda m: m["entries"].__setitem__(0, 3), r"entries\[0\] is 3, not an object"),
+    (lambda m: m["entries"][1]["leaves"].__setitem__(0, []), r"leaves\[0\] is \[\], not an obj"),
 ]
 
 
@@ -704,6 +710,46 @@ def test_malformed_manifests_are_checkpoint_errors(trained, tmp_path, change, me
     with pytest.raises(CheckpointError, match=message):
         model.load(broken)
     assert model.states is before
+
+
+def test_a_malformed_manifest_error_says_what_to_do(trained, tmp_path):
+    _, path = trained
+    broken = copy_save(path, tmp_path / "broken")
+    rewrite_manifest(broken, lambda m: m.update(weights_only=1))
+    with pytest.raises(CheckpointError) as error:
+        build().load(broken)
+    assert str(error.value) == (
+        f"{broken / 'manifest.json'} is not a valid eqx_elegy manifest: 'weights_only' is 1, not "
+        "a bool. The save is damaged or not an eqx_elegy save; load an older one or save again."
+    )
+
+
+def test_zero_sized_leaves_are_valid_shapes(trained):
+    _, path = trained
+    manifest = read_manifest(path)
+    manifest["entries"][1]["leaves"][0]["shape"] = [0, 3]
+
+    def fail(problem: str) -> Exception:
+        raise AssertionError(problem)
+
+    assert _manifest.check(manifest, fail) is manifest
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        (stat.S_IFREG, "a regular file"),
+        (stat.S_IFDIR, "a directory"),
+        (stat.S_IFLNK, "a symbolic link"),
+        (stat.S_IFIFO, "a named pipe (FIFO)"),
+        (stat.S_IFCHR, "a character device"),
+        (stat.S_IFBLK, "a block device"),
+        (stat.S_IFSOCK, "a socket"),
+        (0, "a special file"),
+    ],
+)
+def test_every_kind_of_file_is_named_in_errors(mode, words):
+    assert _savedir.kind(mode | 0o644) == words
 
 
 def test_leaf_file_with_a_trailing_record_is_refused(trained, tmp_path):
