@@ -444,7 +444,7 @@ def carried_leaves(
 
     leaves = jax.eval_shape(functools.partial(unpack_leaves, layout), buffers)
     closed, shapes = jax.make_jaxpr(traced, return_shape=True)(leaves, *args)
-    in_tree = jax.tree.structure((leaves, *args))
+    in_tree: Any = jax.tree.structure((leaves, *args))  # jax's PyTreeDef: mypy cannot compare
     out_tree = jax.tree.structure(shapes)
     types = [(a.shape, a.dtype) for a in closed.in_avals]
     replay = jaxpr_as_fun(closed)
