@@ -173,7 +173,7 @@ class Engine:
             steps = self.jit_steps()
             carried = carried_leaves(steps, name, layout, buffers, args, ema)
             cache[key] = compile_evaluation(
-                self.model, steps, name, layout, carried, ema, members=self.members is not None
+                self.model, steps, name, layout, carried, members=self.members is not None
             )
         return cache[key]
 

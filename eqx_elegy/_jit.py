@@ -17,6 +17,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend.core import jaxpr_as_fun
 
 from ._flat import (
     Layout,
@@ -394,11 +395,12 @@ def compile_training(
 
 
 class _Carried(NamedTuple):
-    """Which leaves of the states an evaluation step changes, and the layout of the
-    `Carry` that holds them (after the counter)."""
+    """Which leaves of the states an evaluation step changes, the layout of the `Carry`
+    that holds them (after the counter), and `step`: the step as traced to find them."""
 
     indices: tuple[int, ...]
     layout: Layout
+    step: Callable[..., tuple[Any, States]]
 
 
 def carried_leaves(
@@ -413,28 +415,52 @@ def carried_leaves(
     `pred_step`) changes, for states of `layout`: found by tracing it once, abstractly,
     and checking which leaves it passes through untouched. `args` are one step's
     arguments after the states, the counter last (only their shapes and dtypes are
-    used). `ema`: the step runs on the EMA weights (see `evaluation_function`)."""
+    used). `ema`: the step runs on the EMA weights (see `evaluation_function`).
+
+    That trace is kept: the returned `step(states, *args)` replays it for arguments of
+    the same shapes and dtypes (and runs the step for others), so that compiling the
+    evaluation does not run the step's Python code a second time (once per compilation,
+    DESIGN §9)."""
     kind = KINDS[name]
     fn = evaluation_function(steps, kind, ema)
-    found: list[_Carried] = []
+    found: list[tuple[tuple[int, ...], Layout]] = []
 
-    def probe(buffers: list[Any], *args: Any) -> Any:
-        leaves = unpack_leaves(layout, buffers)
+    def run(states: States, *args: Any) -> tuple[Any, States]:
         *fixed, counter = args
-        states = jax.tree.unflatten(layout.treedef, leaves)
-        out, new = fn(states, *fixed, *_counter_args(kind, counter))
+        return fn(states, *fixed, *_counter_args(kind, counter))
+
+    def traced(leaves: list[Any], *args: Any) -> Any:
+        out, new = run(jax.tree.unflatten(layout.treedef, leaves), *args)
         new_leaves, treedef = jax.tree.flatten(new)
         if treedef != layout.treedef:  # the step's own trace raises the clear error
             new_leaves = [None] * len(leaves)
         indices = tuple(
             i for i, (a, b) in enumerate(zip(leaves, new_leaves, strict=True)) if a is not b
         )
+        counter = args[-1]
         carried = flatten_states([counter, *(leaves[i] for i in indices)], pack=layout.packed)[1]
-        found.append(_Carried(indices, carried))
-        return out
+        found.append((indices, carried))
+        return out, new
 
-    jax.eval_shape(probe, buffers, *args)
-    return found[0]
+    leaves = jax.eval_shape(functools.partial(unpack_leaves, layout), buffers)
+    closed, shapes = jax.make_jaxpr(traced, return_shape=True)(leaves, *args)
+    in_tree: Any = jax.tree.structure((leaves, *args))  # jax's PyTreeDef: mypy cannot compare
+    out_tree = jax.tree.structure(shapes)
+    types = [(a.shape, a.dtype) for a in closed.in_avals]
+    replay = jaxpr_as_fun(closed)
+
+    def step(states: States, *args: Any) -> tuple[Any, States]:
+        flat, tree = jax.tree.flatten((jax.tree.leaves(states), *args))
+        if tree != in_tree or [_type(a) for a in flat] != types:
+            return run(states, *args)
+        return jax.tree.unflatten(out_tree, replay(*flat))
+
+    return _Carried(*found[0], step)
+
+
+def _type(value: Any) -> tuple[tuple[int, ...], Any]:
+    aval = jax.typeof(value)
+    return aval.shape, aval.dtype
 
 
 def compile_evaluation(
@@ -443,15 +469,15 @@ def compile_evaluation(
     name: str,
     layout: Layout,
     carried: _Carried,
-    ema: bool = False,
     *,
     members: bool = False,
 ) -> Evaluation:
     """The compiled `test_step` or `pred_step` (`name`) of `model` for states of the given
-    layout, carrying the leaves `carried` names (see `Evaluation`); with `ema`, on the EMA
-    of the weights. `members`: as in `compile_training`."""
+    layout: `carried.step` (on the EMA of the weights when `carried` was found with
+    `ema`), carrying the leaves `carried` names (see `Evaluation`). `members`: as in
+    `compile_training`."""
     kind = KINDS[name]
-    fn = evaluation_function(steps, kind, ema)
+    fn = carried.step
     jit = steps.jit
     owner = type(model).__name__
     reset = _metrics_reset(model) if kind.packed_logs else None
@@ -477,7 +503,7 @@ def compile_evaluation(
         for i, leaf in zip(indices, changed, strict=True):
             leaves[i] = leaf
         states = jax.tree.unflatten(layout.treedef, leaves)
-        out, new = fn(states, data, *fixed, *_counter_args(kind, counter))
+        out, new = fn(states, data, *fixed, counter)
         checked_buffers(new, layout, owner, name)
         new_leaves = jax.tree.leaves(new)
         if any(new_leaves[i] is not leaves[i] for i in set(range(len(leaves))) - set(indices)):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import signal
 import threading
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -23,10 +22,13 @@ from ._engine import Engine, engine
 from ._export import remember_inputs
 from ._flat import Layout, flatten_states_on_host, unflatten_states_on_host
 from ._jit import Carry, Evaluation, PackedLogs
+from ._preflight import check_callbacks, check_sparse_labels, output_shapes
 from ._states import States
 from ._steps import require_predictor
 from ._strategy import strategy_of
+from ._warn import warn_user
 from .callbacks import Callback, CallbackList, History, ProgbarLogger
+from .callbacks._callback import as_callbacks
 from .callbacks._reduce_lr import learning_rate_log
 from .data import ArrayAdapter, Chunk, DataAdapter, adapter_for, epoch_chunks, is_source
 
@@ -232,36 +234,81 @@ def _class_weight(class_weight: Any) -> dict[int, np.float32] | None:
     return out
 
 
-def _check_labels(y: Any) -> None:
+def _check_labels(y: Any, name: str = "y") -> None:
     for leaf in jax.tree.leaves(y):
         if leaf.dtype.kind in "fc" and np.isnan(leaf).any():
             index = int(np.argwhere(np.isnan(leaf))[0][0])
             raise ValueError(
-                f"y contains NaN (first at example {index}); remove or fix those labels."
+                f"{name} contains NaN (first at example {index}); remove or fix those labels."
             )
 
 
-def _check_source_labels(model: Model, data: DataAdapter, method: str) -> None:
-    """The default steps need labels; a source whose batches have none fails here rather
-    than inside the traced loss."""
-    custom = model._overridden() & {"train_step", "grad_step", "test_step"}
-    if not custom and data.first_batch()[1] is None:
+# The steps that decide whether fit / evaluate need labels: with one of them overridden,
+# the user's code may do without (as in Keras, where a custom step may ignore y).
+_LABELLED_BY = {
+    "fit": {"train_step", "grad_step", "test_step"},
+    "evaluate": {"test_step"},
+}
+
+
+def _check_has_labels(model: Model, data: DataAdapter, method: str) -> None:
+    """The default steps need labels: data without them fails here, naming what to pass,
+    rather than inside the traced loss. A model whose own step needs none is fine."""
+    if model._overridden() & _LABELLED_BY[method]:
+        return
+    if isinstance(data, ArrayAdapter):
+        if data.y is None:
+            raise ValueError(
+                f"{method} needs labels: pass y (or a data source that yields (x, y) "
+                f"batches), or override test_step{'/train_step' if method == 'fit' else ''} "
+                "to run without them."
+            )
+    elif data.first_batch()[1] is None:
         raise ValueError(
             f"{method} needs labels, but the data source yields batches without y: yield "
             "(x, y) or (x, y, sample_weight), or override test_step."
         )
 
 
+def _check_arrays(model: Model, data: ArrayAdapter, x_name: str, y_name: str) -> None:
+    """Before anything compiles: the module takes a batch of `x`, and sparse labels are
+    class ids of its output (see `_preflight`)."""
+    y_pred = output_shapes(model, data.first_batch()[0], x_name)
+    check_sparse_labels(model, y_pred, data.y, y_name)
+
+
+def _check_validation(model: Model, val: DataAdapter) -> None:
+    """`validation_data` checked as the training data is, before the first epoch (a
+    source: its first batch's inputs only)."""
+    if isinstance(val, ArrayAdapter):
+        _check_labels(val.y, "validation_data y")
+        _check_arrays(model, val, "validation_data x", "validation_data y")
+    else:
+        output_shapes(model, val.first_batch()[0], "validation_data")
+
+
 def _validation_parts(data: Any, argument: str) -> tuple[Any, Any, Any]:
-    """`(x, y, sample_weight)` from validation data given as arrays."""
-    if isinstance(data, tuple) and len(data) in (2, 3):
+    """`(x, y, sample_weight)` from validation data given as arrays: `(x, y)` or
+    `(x, y, sample_weight)` (a list works too, as in Keras)."""
+    if isinstance(data, tuple | list) and len(data) in (2, 3):
         x, y, *rest = data
         return x, y, rest[0] if rest else None
-    got = f"a tuple of {len(data)}" if isinstance(data, tuple) else type(data).__name__
+    got = (
+        f"a {type(data).__name__} of {len(data)}"
+        if isinstance(data, tuple | list)
+        else type(data).__name__
+    )
     raise TypeError(
         f"{argument} must be a tuple (x, y) or (x, y, sample_weight) of arrays, or a data "
         f"source (a generator, iterable or Sequence of batches); got {got}."
     )
+
+
+def _steps_shown(steps: int | None, data: DataAdapter) -> int | None:
+    """The steps a pass will run, for the progress bar: `steps`, but no more than the
+    batches of arrays or a Sequence (a pass reads them once)."""
+    available = data.num_batches()
+    return available if steps is None or available is None else min(steps, available)
 
 
 # The most steps `steps_per_execution="auto"` runs in one compiled call. On the small MLP
@@ -341,12 +388,14 @@ class _DeferredInterrupt:
 # ---------------------------------------------------------------------------- loops
 
 
-def _default_callbacks(verbose: int, callbacks: Sequence[Callback] | None) -> list[Callback]:
-    """The progress bar when `verbose`, unless the user passed their own ProgbarLogger."""
+def _with_defaults(verbose: int, callbacks: Any) -> list[Callback]:
+    """The user's callbacks, after the progress bar when `verbose` (unless they passed
+    their own ProgbarLogger)."""
     _check_int("verbose", verbose, 0, allow_none=False)
-    if not verbose or any(isinstance(cb, ProgbarLogger) for cb in callbacks or ()):
-        return []
-    return [ProgbarLogger()]
+    given = as_callbacks(callbacks)
+    if not verbose or any(isinstance(cb, ProgbarLogger) for cb in given):
+        return given
+    return [ProgbarLogger(), *given]
 
 
 def _owned(states: Any) -> Any:
@@ -377,12 +426,22 @@ def _feed(
 
 
 def _warn_ran_out(epoch: int, step: int, steps: int | None) -> None:
-    warnings.warn(
-        f"The training data ran out in epoch {epoch} after {step} of {steps} steps, so fit "
-        "stopped there. A generator is read once, across epochs: it must yield "
-        "steps_per_epoch batches for every epoch (steps_per_epoch * epochs in all).",
-        stacklevel=5,  # the user's call of Model.fit
-    )
+    if steps is None:  # a finite one-pass source, read to its end by the first epoch
+        message = (
+            f"The training data ran out: it gave no batch for epoch {epoch}, so fit stopped "
+            f"after epoch {epoch - 1}. A generator or iterator is read once; without "
+            "steps_per_epoch the first epoch reads it to the end (as in Keras). To train "
+            "for more epochs, pass a source that can be read again (a list of (x, y) "
+            "batches, a Sequence, a grain dataset), or a generator that yields "
+            "steps_per_epoch batches for every epoch, with steps_per_epoch."
+        )
+    else:
+        message = (
+            f"The training data ran out in epoch {epoch} after {step} of {steps} steps, so "
+            "fit stopped there. A generator is read once, across epochs: it must yield "
+            "steps_per_epoch batches for every epoch (steps_per_epoch * epochs in all)."
+        )
+    warn_user(message)
 
 
 def _counter(epoch: int, step: int) -> np.ndarray:
@@ -525,15 +584,22 @@ def _run_test(
 
 def init_model(model: Model, x: Any, y: Any, sample_weight: Any, class_weight: Any) -> States:
     """`Model.init`: initialise the states from `x` (and `y`), then put the metrics back to
-    their initial values, so that the init batch counts in no later log.
+    their initial values, so that the init batch counts in no later log. A model that is
+    already initialised keeps its states (Elegy's `init`): they are returned unchanged
+    (`reset()` first to start over); it only learns the structure of the inputs, if it
+    did not know it (for `export`).
 
     Arrays are the batch, traced whole as Elegy does (a source gives its first batch)."""
     if x is None:
+        if model.initialized:
+            return model.states
         raise ValueError("init needs x: a batch of inputs to trace the model with.")
     data = adapter_for(x, y, sample_weight)
     if isinstance(data, ArrayAdapter):  # validated above; now as one batch of every row
         data = adapter_for(x, y, sample_weight, batch_size=data.size)
     remember_inputs(model, data)
+    if model.initialized:
+        return model.states
     engine(model).initialize(data.first_batch(), _class_weight(class_weight))
     model.reset_metrics()
     return model.states
@@ -569,18 +635,13 @@ def _check_fit_arguments(
 
 
 def _training_data(model: Model, train: DataAdapter) -> None:
-    """Check that the training data has the labels the model's steps need. Like Keras,
-    `fit(x)` alone is fine when the user's own steps need no labels."""
-    if not isinstance(train, ArrayAdapter):
-        _check_source_labels(model, train, "fit")
-        return
-    custom = model._overridden() & {"train_step", "grad_step", "test_step"}
-    if train.y is None and not custom:
-        raise ValueError(
-            "fit needs labels: pass y (or a data source that yields (x, y) batches), "
-            "or override test_step/train_step to train without them."
-        )
-    _check_labels(train.y)
+    """Check the training data before anything compiles: the labels the model's steps
+    need (like Keras, `fit(x)` alone is fine when the user's own steps need none) and,
+    for arrays, that the labels are usable and the module takes `x` (`_check_arrays`)."""
+    _check_has_labels(model, train, "fit")
+    if isinstance(train, ArrayAdapter):
+        _check_labels(train.y)
+        _check_arrays(model, train, "x", "y")
 
 
 def _validation(
@@ -629,7 +690,7 @@ def fit(
     batch_size: int | None,
     epochs: int,
     verbose: int,
-    callbacks: Sequence[Callback] | None,
+    callbacks: Callback | Sequence[Callback] | None,
     validation_split: float,
     validation_data: Any,
     shuffle: bool,
@@ -656,6 +717,7 @@ def fit(
         validation_freq,
     )
     spe = _steps_per_execution(model, steps_per_execution)
+    given = _with_defaults(verbose, callbacks)
     train = adapter_for(
         x,
         y,
@@ -665,7 +727,6 @@ def fit(
         shuffle=shuffle,
         seed=model.seed,
         drop_remaining=drop_remaining,
-        repeated=True,
         steps_name="steps_per_epoch",
     )
     _training_data(model, train)
@@ -677,18 +738,22 @@ def fit(
         validation_batch_size,
         validation_steps,
     )
+    if val is not None and not validation_split:
+        _check_validation(model, val)
     cw = _class_weight(class_weight)
     if "train_step" not in model._overridden():
         model.get_optimizer()
 
-    run = engine(model)
-    history = run.history = History()
-    steps = steps_per_epoch or train.num_batches()
+    history = History()
+    steps = _steps_shown(steps_per_epoch, train)
     cbs = CallbackList(
-        [history, *_default_callbacks(verbose, callbacks), *(callbacks or [])],
+        [history, *given],
         model,
         {"epochs": epochs, "steps": steps, "verbose": verbose},
     )
+    check_callbacks(model, given, train.first_batch(), val is not None)
+    run = engine(model)
+    run.history = history  # `model.history`, from here on
     remember_inputs(model, train)
     if not model.initialized:
         run.initialize(train.first_batch(), cw)
@@ -841,7 +906,7 @@ def evaluate(
     verbose: int,
     sample_weight: Any,
     steps: int | None,
-    callbacks: Sequence[Callback] | None,
+    callbacks: Callback | Sequence[Callback] | None,
     steps_per_execution: SpeArg | None,
     use_ema: bool = True,
 ) -> dict[str, float]:
@@ -850,16 +915,14 @@ def evaluate(
     _check_int("steps", steps, 1)
     spe = _steps_per_execution(model, steps_per_execution)
     data = adapter_for(x, y, sample_weight, batch_size=batch_size, steps=steps)
-    if isinstance(data, ArrayAdapter) and data.y is None:
-        raise ValueError("evaluate needs labels: pass y (or a source that yields (x, y) batches).")
+    _check_has_labels(model, data, "evaluate")
     if isinstance(data, ArrayAdapter):
         _check_labels(data.y)
-    else:
-        _check_source_labels(model, data, "evaluate")
+        _check_arrays(model, data, "x", "y")
     cbs = CallbackList(
-        [*_default_callbacks(verbose, callbacks), *(callbacks or [])],
+        _with_defaults(verbose, callbacks),
         model,
-        {"steps": steps or data.num_batches(), "verbose": verbose},
+        {"steps": _steps_shown(steps, data), "verbose": verbose},
     )
     remember_inputs(model, data)
     run = engine(model)
@@ -875,7 +938,7 @@ def predict(
     batch_size: int | None,
     verbose: int,
     steps: int | None,
-    callbacks: Sequence[Callback] | None,
+    callbacks: Callback | Sequence[Callback] | None,
     steps_per_execution: SpeArg | None,
     use_ema: bool = True,
 ) -> Any:
@@ -886,9 +949,9 @@ def predict(
     spe = _steps_per_execution(model, steps_per_execution)
     data = adapter_for(x, batch_size=batch_size, steps=steps)
     cbs = CallbackList(
-        [*_default_callbacks(verbose, callbacks), *(callbacks or [])],
+        _with_defaults(verbose, callbacks),
         model,
-        {"steps": steps or data.num_batches(), "verbose": verbose},
+        {"steps": _steps_shown(steps, data), "verbose": verbose},
     )
     remember_inputs(model, data)
     if not model.initialized:

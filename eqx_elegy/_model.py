@@ -541,7 +541,9 @@ class Model(eqx.Module):
 
         Arrays are traced whole, as one batch (so pass a batch, e.g. `x[:64]`, not a
         whole data set); a generator or other source gives its first batch. The metrics
-        are left at their initial values (see `reset_metrics`)."""
+        are left at their initial values (see `reset_metrics`). On a model that is
+        already initialised (by `init`, `fit`, `load`, ...) it changes nothing and returns
+        the current states, as Elegy's `init` does; `reset()` first to start over."""
         return _loop.init_model(self, x, y, sample_weight, class_weight)
 
     def reset_metrics(self) -> None:
@@ -555,7 +557,8 @@ class Model(eqx.Module):
         engine(self).commit(self.states.update(metrics_states=metrics_states))
 
     def reset(self) -> None:
-        """Return the model to the states of a fresh model (`states_step`)."""
+        """Start over: the model gets the states of a fresh model (`states_step`) and is
+        no longer initialised, so the next `init`/`fit` initialises it again."""
         run = engine(self)
         run.commit(self.states_step(), initialized=False)
         run.batch_epoch = 0
@@ -567,7 +570,7 @@ class Model(eqx.Module):
         batch_size: int | None = None,
         epochs: int = 1,
         verbose: int = 1,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         validation_split: float = 0.0,
         validation_data: Any = None,
         shuffle: bool = True,
@@ -617,7 +620,7 @@ class Model(eqx.Module):
         verbose: int = 1,
         sample_weight: Any = None,
         steps: int | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | Literal["auto"] | None = None,
         return_dict: Literal[True] = True,
         use_ema: bool = True,
@@ -632,7 +635,7 @@ class Model(eqx.Module):
         verbose: int = 1,
         sample_weight: Any = None,
         steps: int | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | Literal["auto"] | None = None,
         *,
         return_dict: Literal[False],
@@ -662,7 +665,7 @@ class Model(eqx.Module):
         verbose: int = 1,
         sample_weight: Any = None,
         steps: int | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | Literal["auto"] | None = None,
         return_dict: bool = True,
         use_ema: bool = True,
@@ -691,7 +694,7 @@ class Model(eqx.Module):
         batch_size: int | None = None,
         verbose: int = 0,
         steps: int | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | Literal["auto"] | None = None,
         use_ema: bool = True,
     ) -> np.ndarray:

@@ -40,6 +40,7 @@ from ._model import Model
 from ._states import States
 from ._strategy import Strategy
 from .callbacks import Callback, History, ModelCheckpoint
+from .callbacks._callback import as_callbacks
 from .callbacks._monitor import Monitor
 
 _INJECTED = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)
@@ -497,7 +498,7 @@ class Population:
         batch_size: int | None = None,
         epochs: int = 1,
         verbose: int = 1,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         validation_split: float = 0.0,
         validation_data: Any = None,
         shuffle: bool = True,
@@ -545,10 +546,10 @@ class Population:
             steps_per_execution=steps_per_execution,
         )
 
-    def _callbacks(self, callbacks: Sequence[Callback] | None) -> list[Callback] | None:
-        """`callbacks` with those that act per member wrapped in `PerMember`."""
-        if callbacks is None:
-            return None
+    def _callbacks(self, callbacks: Callback | Sequence[Callback] | None) -> list[Callback]:
+        """`callbacks` (as `Model.fit` takes them) with those that act per member wrapped
+        in `PerMember`."""
+        callbacks = as_callbacks(callbacks)
         if any(isinstance(callback, PER_MEMBER) for callback in callbacks):
             self._freezing()
         out: list[Callback] = []
@@ -585,7 +586,7 @@ class Population:
         verbose: int = 1,
         sample_weight: Any = None,
         steps: int | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | Literal["auto"] | None = None,
     ) -> dict[str, np.ndarray]:
         """Each member's loss and metrics over the data, as `Model.evaluate`: a dict of
@@ -609,7 +610,7 @@ class Population:
         batch_size: int | None = None,
         verbose: int = 0,
         steps: int | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Callback | Sequence[Callback] | None = None,
         steps_per_execution: int | Literal["auto"] | None = None,
     ) -> Any:
         """Each member's predictions for every example of `x`, as `Model.predict`, with a

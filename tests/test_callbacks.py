@@ -32,6 +32,7 @@ from eqx_elegy.callbacks import (
     EarlyStopping,
     History,
     LambdaCallback,
+    LearningRateScheduler,
     ModelCheckpoint,
     ProgbarLogger,
     ReduceLROnPlateau,
@@ -315,16 +316,145 @@ def test_early_stopping_patience_min_delta_baseline_and_warm_up(model: elegy.Mod
     assert stopper.stopped_epoch is None
 
 
-def test_unknown_monitor_warns_once_naming_the_available_keys(model: elegy.Model) -> None:
+LOGS = "accuracy, loss"
+
+
+@pytest.mark.parametrize(
+    ("make", "validation", "message"),
+    [
+        (
+            lambda: EarlyStopping(monitor="val_loss"),
+            False,
+            f"EarlyStopping: monitor='val_loss' is not a log of this fit; available: {LOGS}. "
+            "val_ logs need validation data: pass validation_data or "
+            "validation_split.",
+        ),
+        (
+            lambda: ModelCheckpoint("unused", monitor="val_acc", save_best_only=True),
+            True,
+            "ModelCheckpoint: monitor='val_acc' is not a log of this fit; available: "
+            f"{LOGS}, val_accuracy, val_loss.",
+        ),
+        (
+            lambda: ModelCheckpoint("unused", monitor="val_loss", save_best_only=True, save_freq=2),
+            True,
+            "ModelCheckpoint: monitor='val_loss' is not a log of this fit; available at each "
+            f"step: {LOGS}.",
+        ),
+    ],
+)
+def test_an_unknown_monitor_fails_before_the_first_step(
+    model: elegy.Model, make: Any, validation: bool, message: str
+) -> None:
+    _fit(model, [], epochs=1)
+    before = model.states
+    val = (X, Y) if validation else None
+    with CountCompiles() as compiles, pytest.raises(ValueError) as raised:
+        _fit(model, [make()], epochs=2, validation_data=val)
+    assert str(raised.value) == message
+    assert compiles.count == 0 and model.states is before
+
+
+def test_monitors_may_watch_the_learning_rate_and_val_logs(injected: elegy.Model) -> None:
+    reducer = ReduceLROnPlateau(monitor="val_los", mode="min")
+    with pytest.raises(ValueError) as raised:
+        _fit(injected, [reducer], epochs=1, validation_data=(X, Y))
+    assert str(raised.value) == (
+        "ReduceLROnPlateau: monitor='val_los' is not a log of this fit; available: accuracy, "
+        "learning_rate, loss, val_accuracy, val_loss."
+    )
+    # The learning rate falls by 0.9 every epoch: with mode="max" it never improves.
+    stopper = EarlyStopping(monitor="learning_rate", mode="max", patience=1)
+    history = _fit(
+        injected,
+        [LearningRateScheduler(lambda epoch, lr: 0.1 * 0.9**epoch), stopper],
+        epochs=5,
+    )
+    assert history.epoch == [0, 1] and stopper.stopped_epoch == 1
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.09])
+
+
+def test_checkpoint_filepaths_may_use_the_learning_rate(
+    injected: elegy.Model, adam_model: elegy.Model, tmp_path: Path
+) -> None:
+    _fit(injected, [ModelCheckpoint(tmp_path / "e{epoch}-lr{learning_rate:.3f}")], epochs=2)
+    assert sorted(os.listdir(tmp_path)) == ["e1-lr0.100", "e2-lr0.100"]
+    adam_model.reset()
+    saver = ModelCheckpoint(tmp_path / "x{learning_rate}")
+    with pytest.raises(ValueError) as raised:
+        _fit(adam_model, [saver], epochs=1)
+    assert str(raised.value) == (
+        f"ModelCheckpoint: filepath {saver.filepath!r} uses {{learning_rate}}, which is not a "
+        "log of this fit; available: accuracy, epoch, loss."
+    )
+
+
+def _adds_score(values: list[float]) -> LambdaCallback:
+    """Adds the log `score` (`values[epoch]`) for the callbacks after it, as a user's
+    callback may."""
+
+    def add(epoch: int, logs: Any) -> None:
+        logs["score"] = values[epoch]
+
+    return LambdaCallback(on_epoch_end=add)
+
+
+def test_a_monitor_a_callback_before_it_may_add_is_a_warning(model: elegy.Model) -> None:
+    stopper = EarlyStopping(monitor="score", mode="max", patience=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = _fit(model, [_adds_score([1.0, 3.0, 2.0, 2.5, 4.0]), stopper], epochs=5)
+    # The log was added, so only the check before the first step warned, and the
+    # callback used it: epoch 1 is the best, epoch 3 the second without improvement.
+    assert [str(w.message) for w in caught] == [
+        f"EarlyStopping: monitor='score' is not a log of this fit; available: {LOGS}. "
+        "A callback before it may add that log, so this is a warning (as in Keras); if none "
+        "does, the callback never acts on it."
+    ]
+    assert caught[0].filename == __file__  # the warning points at the user's call of fit
+    assert history.epoch == [0, 1, 2, 3] and stopper.best_epoch == 1
+    # After the monitor, a callback cannot add its log: that is an error.
+    model.reset()
+    with pytest.raises(ValueError, match="EarlyStopping: monitor='score' is not a log"):
+        _fit(model, [stopper, _adds_score([1.0])], epochs=1)
+
+
+def test_a_monitor_nothing_adds_warns_once_more_when_it_is_missing(model: elegy.Model) -> None:
     stopper = EarlyStopping(monitor="val_loss", patience=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = _fit(model, [stopper], epochs=3)
+        history = _fit(model, [LambdaCallback(on_epoch_end=lambda e, logs: None), stopper])
     assert history.epoch == [0, 1, 2]
     messages = [str(w.message) for w in caught]
-    assert len(messages) == 1, messages
-    assert "monitor='val_loss' is not in the logs" in messages[0]
-    assert "available: accuracy, loss" in messages[0]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("EarlyStopping: monitor='val_loss' is not a log of this fit")
+    assert messages[1] == (
+        f"EarlyStopping: monitor='val_loss' is not in the logs (available: {LOGS}); early "
+        "stopping is not checked on such epochs."
+    )
+
+
+class _OwnLogs(elegy.Model):
+    """A test step with logs of its own: they cannot be known before it runs."""
+
+    def test_step(
+        self, x: Any, y_true: Any, states: elegy.States, initializing: bool
+    ) -> elegy.TestStep:
+        loss, _, states = super().test_step(x, y_true, states=states, initializing=initializing)
+        return loss, {"loss": loss, "own": 2 * loss}, states
+
+
+def test_with_a_step_of_the_users_own_monitors_are_not_checked_ahead() -> None:
+    model = _OwnLogs(
+        module=eqx.nn.MLP(4, 3, 8, 1, key=jax.random.key(0)),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    stopper = EarlyStopping(monitor="own", mode="max", patience=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = _fit(model, [stopper], epochs=3)
+    assert not caught and history.epoch == [0, 1] and stopper.stopped_epoch == 1
 
 
 def test_monitor_bad_input() -> None:
@@ -732,6 +862,80 @@ def test_progbar_without_a_terminal_prints_one_line_per_epoch(
 def test_progbar_bad_input() -> None:
     with pytest.raises(ValueError, match="refresh_per_second must be > 0, got 0"):
         ProgbarLogger(refresh_per_second=0)
+
+
+def test_model_checkpoint_must_beat_initial_value_threshold(
+    model: elegy.Model, tmp_path: Path
+) -> None:
+    losses = _fit(model, [], epochs=3).history["loss"]
+    assert losses[0] > losses[1] > losses[2]
+    model.reset()
+    saver = ModelCheckpoint(
+        tmp_path / "e{epoch}",
+        monitor="loss",
+        save_best_only=True,
+        initial_value_threshold=(losses[1] + losses[2]) / 2,
+    )
+    _fit(model, [saver], epochs=3)
+    assert os.listdir(tmp_path) == ["e3"]  # the first two epochs do not beat the threshold
+
+
+class _Normed(eqx.Module):
+    """A module with state (BatchNorm's running statistics change at every step)."""
+
+    linear: eqx.nn.Linear
+    norm: eqx.nn.BatchNorm
+
+    def __init__(self, key: Any) -> None:
+        self.linear = eqx.nn.Linear(4, 3, key=key)
+        self.norm = eqx.nn.BatchNorm(3, axis_name="batch", mode="ema")
+
+    def __call__(self, x: Any, state: Any) -> Any:
+        return self.norm(self.linear(x), state)
+
+
+def test_early_stopping_restores_the_best_epochs_net_states() -> None:
+    model = elegy.Model(
+        module=_Normed(jax.random.key(0)),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    seen: dict[int, list[np.ndarray]] = {}
+
+    def keep(epoch: int, logs: Any) -> None:
+        seen[epoch] = [np.array(leaf) for leaf in jax.tree.leaves(model.states.net_states)]
+
+    # The loss falls, so with mode="max" epoch 0 is the best; training stops at epoch 1.
+    stopper = EarlyStopping(monitor="loss", mode="max", patience=1, restore_best_weights=True)
+    assert _fit(model, [LambdaCallback(on_epoch_end=keep), stopper], epochs=5).epoch == [0, 1]
+    final = [np.array(leaf) for leaf in jax.tree.leaves(model.states.net_states)]
+    assert final and any(not np.array_equal(a, b) for a, b in zip(seen[0], seen[1], strict=True))
+    for a, b in zip(final, seen[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _poison(epochs: set[int]) -> LambdaCallback:
+    """Makes the loss NaN in the logs of `epochs` (for the callbacks after it)."""
+
+    def poison(epoch: int, logs: Any) -> None:
+        if epoch in epochs:
+            logs["loss"] = float("nan")
+
+    return LambdaCallback(on_epoch_end=poison)
+
+
+def test_early_stopping_does_not_stop_at_a_nan_first_epoch(model: elegy.Model) -> None:
+    # The first epoch that counts never stops training; a NaN never improves, so the first
+    # finite loss after it is the best so far, and the falling loss never stops training.
+    stopper = EarlyStopping(monitor="loss", patience=1)
+    history = _fit(model, [_poison({0}), stopper], epochs=4)
+    assert history.epoch == [0, 1, 2, 3]
+    assert (stopper.stopped_epoch, stopper.best_epoch) == (None, 3)
+    # Only NaN: patience runs out at the second epoch.
+    model.reset()
+    stopper = EarlyStopping(monitor="loss", patience=1)
+    assert _fit(model, [_poison(set(range(4))), stopper], epochs=4).epoch == [0, 1]
+    assert stopper.stopped_epoch == 1
 
 
 # ---------------------------------------------------------------------------- the callback API

@@ -272,8 +272,9 @@ class DuckValidation:
 
 def test_generator_running_out_stops_fit_with_a_warning() -> None:
     model = mlp_model()
-    with pytest.warns(UserWarning, match="ran out in epoch 2 after 2 of 3 steps"):
+    with pytest.warns(UserWarning, match="ran out in epoch 2 after 2 of 3 steps") as caught:
         history = model.fit(iter(batch_list()), steps_per_epoch=3, epochs=5, verbose=0)
+    assert caught[0].filename == __file__  # it names the line that called fit
     assert history.epoch == [0, 1, 2]
     trained = params(model)
     model = mlp_model()
@@ -356,11 +357,7 @@ def test_keyboard_interrupt_leaves_no_thread() -> None:
     assert live_threads() == []
 
 
-def test_infinite_generator_needs_steps_per_epoch() -> None:
-    source = cycle()
-    with pytest.raises(ValueError, match="x is a generator.*pass steps_per_epoch"):
-        mlp_model().fit(source, epochs=2, verbose=0)
-    np.testing.assert_array_equal(next(source)[0], X[:BATCH])  # nothing was consumed
+def test_infinite_sources_need_steps() -> None:
     with pytest.raises(ValueError, match="x is infinite .* pass steps_per_epoch"):
         mlp_model().fit(grain_map().repeat(None), verbose=0)
     with pytest.raises(ValueError, match="validation_data is a generator.*validation_steps"):
@@ -500,3 +497,117 @@ def test_prefetch_moves_batches_to_the_device_on_an_accelerator(
     values = [c.batch[0] for c in stream]
     assert all(isinstance(v, jax.Array) for v in values)
     assert [float(v[0]) for v in values] == [0.0, 1.0, 2.0]
+
+
+class _Ids(elegy.Model):
+    """Logs the first value of each batch: with x holding example (or batch) ids, the
+    order in which the loop reads the data."""
+
+    def train_step(self, x, states) -> elegy.TrainStep:
+        return {"id": x[0, 0]}, states
+
+
+def _orders(x: Any, epochs: int = 3, **kwargs: Any) -> list[list[int]]:
+    orders: list[list[int]] = []
+
+    class Record(elegy.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            orders.append([])
+
+        def on_train_batch_end(self, batch, logs=None):
+            orders[-1].append(int(logs["id"]))
+
+    # epoch_logs="last": each batch's own id, not the mean of the epoch's so far.
+    _Ids(seed=kwargs.pop("seed", 0), epoch_logs="last").fit(
+        x, epochs=epochs, verbose=0, callbacks=[Record()], **kwargs
+    )
+    return orders
+
+
+def _check_shuffled(orders: list[list[int]], n: int) -> None:
+    for order in orders:
+        assert sorted(order) == list(range(n))  # every example once per epoch
+    assert orders[0] != list(range(n))
+    assert len({tuple(order) for order in orders}) == len(orders)  # a new order each epoch
+
+
+def test_array_shuffling_is_new_each_epoch_and_a_function_of_seed_and_epoch() -> None:
+    x = np.arange(12, dtype=np.float32)[:, None]
+    orders = _orders(x, batch_size=1, shuffle=True)
+    _check_shuffled(orders, 12)
+    assert _orders(x, batch_size=1, shuffle=True) == orders
+    assert _orders(x, batch_size=1, shuffle=True, seed=5) != orders
+    assert _orders(x, epochs=2, batch_size=1, shuffle=True, initial_epoch=1) == orders[1:2]
+    assert _orders(x, batch_size=1, shuffle=False) == [list(range(12))] * 3
+
+
+class _IdBatches(data.Sequence):
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return np.full((2, 1), index, np.float32)
+
+
+def test_sequence_shuffle_permutes_its_batches_each_epoch() -> None:
+    orders = _orders(_IdBatches(), shuffle=True)
+    _check_shuffled(orders, 8)
+    assert _orders(_IdBatches(), shuffle=False) == [list(range(8))] * 3
+
+
+def test_finite_generator_without_steps_per_epoch_is_read_to_its_end() -> None:
+    # Keras: the epoch ends when the generator runs out.
+    model = mlp_model()
+    history = model.fit((batch for batch in batch_list()), epochs=1, verbose=0)
+    assert history.epoch == [0]
+    trained = params(model)
+    model = mlp_model()
+    model.fit(X, Y, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
+    assert_same(trained, params(model))  # all 8 batches, once
+    # A later epoch that gets no batch stops training, with a warning that says why.
+    model = mlp_model()
+    message = "gave no batch for epoch 1, so fit stopped after epoch 0"
+    with pytest.warns(UserWarning, match=message):
+        history = model.fit(iter(batch_list()), epochs=3, verbose=0)
+    assert history.epoch == [0]
+    assert_same(trained, params(model))
+
+
+def test_a_list_of_batches_is_a_source() -> None:
+    model = mlp_model()
+    history = model.fit(batch_list(), epochs=2, validation_data=batch_list()[:2], verbose=0)
+    assert len(history.history["val_loss"]) == 2
+    trained = params(model)
+    logs = model.evaluate(batch_list(), verbose=0)
+    predictions = model.predict(batch_list())
+    model = mlp_model()
+    reference = model.fit(
+        X, Y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
+        validation_data=(X[:64], Y[:64]), validation_batch_size=BATCH,
+    )  # fmt: skip
+    assert_same(trained, params(model))  # a pass over the list each epoch, in order
+    for name, values in reference.history.items():
+        assert history.history[name] == pytest.approx(values, abs=1e-6)
+    assert logs == pytest.approx(model.evaluate(X, Y, batch_size=BATCH, verbose=0), abs=1e-6)
+    np.testing.assert_allclose(predictions, model.predict(X), atol=1e-6)
+    # With y given, a list of tuples is a pytree of inputs, as before.
+    assert data.is_source(batch_list()) and not data.is_source(batch_list(), Y)
+
+
+def test_steps_beyond_the_batches_of_arrays_or_a_sequence_warn() -> None:
+    steps: list[int] = []
+    count = elegy.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: steps.append(b))
+    message = (
+        r"steps_per_epoch=100 is more than the 8 batches of x \(256 examples in batches of "
+        r"32\). An epoch reads x once, so it runs 8 steps"
+    )
+    with pytest.warns(UserWarning, match=message):
+        mlp_model().fit(X, Y, batch_size=BATCH, epochs=2, steps_per_epoch=100, callbacks=[count])
+    assert steps == [*range(8), *range(8)]
+    with pytest.warns(
+        UserWarning, match=r"steps_per_epoch=10 is more than the 8 batches of x \(len\(x\) is 8\)"
+    ):
+        _orders(_IdBatches(), epochs=1, steps_per_epoch=10)
+    with pytest.warns(UserWarning, match=r"steps=9 is more than the 8 batches of x") as caught:
+        mlp_model().evaluate(X, Y, batch_size=BATCH, steps=9, verbose=0)
+    assert caught[0].filename == __file__

@@ -452,3 +452,79 @@ def test_convolutions_on_cpu_run_chunks_step_by_step():
     for a, b in zip(jax.tree.leaves(single.states), jax.tree.leaves(chunked.states), strict=True):
         if not jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
             np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+class _RandomLogs(elegy.Model):
+    """Logs a draw from the injected `rng` and one from `states.rng` at every step."""
+
+    def train_step(self, states, rng) -> elegy.TrainStep:
+        injected = jax.random.uniform(rng.next()[0])
+        own = jax.random.uniform(states.rng.next()[0])
+        return {"injected": injected, "own": own}, states
+
+
+def _draws(model, **kwargs):
+    draws = {}
+    epoch = []
+
+    class Record(elegy.callbacks.Callback):
+        def on_epoch_begin(self, e, logs=None):
+            epoch[:] = [e]
+
+        def on_train_batch_end(self, batch, logs=None):
+            draws[epoch[0], batch] = (logs["injected"], logs["own"])
+
+    x = np.zeros((8, 1), np.float32)
+    model.fit(x, batch_size=4, verbose=0, callbacks=[Record()], **kwargs)
+    return draws
+
+
+def test_step_randomness_depends_on_seed_epoch_and_step_only():
+    draws = _draws(_RandomLogs(seed=1), epochs=2)
+    assert sorted(draws) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    values = [v for pair in draws.values() for v in pair]
+    assert len(set(values)) == len(values)  # every epoch, step and stream draws anew
+    assert _draws(_RandomLogs(seed=1), epochs=2) == draws  # a function of the seed...
+    assert set(_draws(_RandomLogs(seed=2), epochs=2).values()).isdisjoint(draws.values())
+    # ...and of the epoch: a fit that starts at epoch 1 draws what epoch 1 drew.
+    resumed = _draws(_RandomLogs(seed=1), epochs=2, initial_epoch=1)
+    assert resumed == {k: v for k, v in draws.items() if k[0] == 1}
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_epoch_logs_cover_exactly_that_epochs_batches(steps_per_execution):
+    # With a learning rate of 0 nothing changes, so every epoch's logs must equal an
+    # evaluation over the same batches: metrics are reset at each epoch's first step.
+    x, y = digits(128)
+    model = mlp_model(optimizer=optax.sgd(0.0))
+    history = model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        steps_per_execution=steps_per_execution,
+    )
+    logs = model.evaluate(x, y, batch_size=32, verbose=0)
+    for name in ("loss", "accuracy"):
+        assert history.history[name] == pytest.approx([logs[name]] * 2, rel=1e-6)
+
+
+def test_validation_runs_every_validation_freq_epochs():
+    x, y = digits(64)
+    validated = []
+
+    class Record(elegy.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if "val_loss" in logs:
+                validated.append(epoch)
+
+    model = mlp_model()
+    kwargs = dict(validation_data=(x, y), validation_freq=2, batch_size=32, verbose=0)
+    history = model.fit(x, y, epochs=5, callbacks=[Record()], **kwargs)
+    assert validated == [1, 3]  # Keras: the 2nd and 4th epochs
+    assert len(history.history["val_loss"]) == 2
+    validated.clear()
+    model.fit(x, y, epochs=6, initial_epoch=2, callbacks=[Record()], **kwargs)
+    assert validated == [3, 5]  # counted from epoch 0, not from initial_epoch

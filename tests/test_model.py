@@ -147,18 +147,6 @@ def test_drop_remaining_and_partial_batch():
     assert seen == [0, 1, 2]
 
 
-def test_sample_weight_zero_means_ignored():
-    x, y = digits(128)
-    weights = np.ones(128, np.float32)
-    weights[64:] = 0.0
-    a, b = mlp_model(), mlp_model()
-    a.fit(x, y, sample_weight=weights, batch_size=64, epochs=1, shuffle=False, verbose=0)
-    b.fit(x[:64], y[:64], batch_size=64, epochs=1, shuffle=False, verbose=0)
-    # The second batch has all-zero weights: a zero loss gives zero gradients, but adam
-    # still takes its (bias-corrected) step from the first batch's moments.
-    assert not np.allclose(a.states.net_params.layers[0].weight, mlp().layers[0].weight)
-
-
 def test_steps_per_epoch_and_initial_epoch():
     x, y = digits(256)
     history = mlp_model().fit(
@@ -334,6 +322,70 @@ def test_fit_without_labels_when_steps_need_none():
     model = Centroid(optimizer=optax.sgd(0.2))
     model.fit(x, batch_size=128, epochs=60, verbose=0)
     np.testing.assert_allclose(model.states.net_params, x.mean(0), atol=1e-3)
+
+
+def test_default_test_step_weights_the_loss_and_metrics():
+    # Keras' reduction: sum(weight * loss) / batch size; metrics: weighted means.
+    x, y = digits(96)
+    model = mlp_model()
+    weights = np.random.default_rng(1).uniform(0.0, 2.0, size=96).astype(np.float32)
+    logs = model.evaluate(x, y, sample_weight=weights, batch_size=96, verbose=0)
+    logits = np.asarray(jax.vmap(eqx.combine(model.states.net_params, model.module))(x))
+    losses = np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    correct = logits.argmax(-1) == y
+    assert logs["loss"] == pytest.approx(float((weights * losses).sum() / 96), rel=1e-5)
+    assert logs["accuracy"] == pytest.approx(
+        float((weights * correct).sum() / weights.sum()), rel=1e-5
+    )
+    assert logs["loss"] != pytest.approx(float(losses.mean()), rel=1e-3)
+
+
+def test_a_batch_of_zero_weights_does_not_move_sgd():
+    x, y = digits(128)
+    weights = np.r_[np.ones(64), np.zeros(64)].astype(np.float32)
+    a, b = mlp_model(optimizer=optax.sgd(0.5)), mlp_model(optimizer=optax.sgd(0.5))
+    a.fit(x, y, sample_weight=weights, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    b.fit(x[:64], y[:64], batch_size=64, epochs=2, shuffle=False, verbose=0)
+    for p, q in zip(
+        jax.tree.leaves(a.states.net_params), jax.tree.leaves(b.states.net_params), strict=True
+    ):
+        np.testing.assert_allclose(p, q, atol=1e-6)
+
+
+class _Dropped(eqx.Module):
+    linear: eqx.nn.Linear
+    dropout: eqx.nn.Dropout
+
+    def __call__(self, x, *, key=None):
+        return self.dropout(self.linear(x), key=key)
+
+
+def test_dropout_is_active_in_training_only_with_a_key_per_example_and_step():
+    net = _Dropped(eqx.nn.Linear(64, 10, key=jax.random.key(0)), eqx.nn.Dropout(0.5))
+    model = elegy.Model(
+        module=net,
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.sgd(0.0),  # the parameters never move
+    )
+    x, y = digits(64)
+    clean = np.asarray(jax.vmap(net.linear)(x))
+    # predict and evaluate run in inference mode: exactly the module without dropout.
+    np.testing.assert_allclose(model.predict(x, batch_size=64), clean, atol=1e-6)
+    # In training, each example gets its own mask: about half the units are dropped, the
+    # others scaled by 1 / (1 - p).
+    same = np.repeat(x[:1], 64, axis=0)
+    y_pred, _ = model.pred_step(x=same, states=model.states, initializing=False, training=True)
+    y_pred = np.asarray(y_pred)
+    dropped = y_pred == 0
+    assert 0.35 < dropped.mean() < 0.65
+    expected = np.broadcast_to(2 * clean[:1], y_pred.shape)
+    np.testing.assert_allclose(y_pred[~dropped], expected[~dropped], atol=1e-5)
+    assert len({row.tobytes() for row in dropped}) > 32  # masks differ between examples
+    # fit trains with dropout, with new masks each epoch.
+    history = model.fit(x, y, batch_size=64, epochs=2, shuffle=False, verbose=0)
+    evaluated = model.evaluate(x, y, batch_size=64, verbose=0)["loss"]
+    first, second = history.history["loss"]
+    assert len({first, second, evaluated}) == 3
 
 
 class ClippedLinear(elegy.Model):

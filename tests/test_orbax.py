@@ -383,11 +383,18 @@ def test_fit_with_an_asynchronous_model_checkpoint_gives_the_same_parameters(tmp
         tmp_path / "epoch{epoch}", backend="orbax", save_freq=2
     )
     saved.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[checkpoint])
-    assert_same_states(saved.states.net_params, plain.states.net_params)
+    # Saving every 2 steps splits steps_per_execution="auto"'s chunks there, so the two fits
+    # run differently compiled programs: equal up to float rounding.
+    for left, right in zip(
+        jax.tree.leaves(saved.states.net_params),
+        jax.tree.leaves(plain.states.net_params),
+        strict=True,
+    ):
+        np.testing.assert_allclose(np.asarray(left), np.asarray(right), rtol=1e-6, atol=1e-7)
     last = build(seed=5)
     last.load(tmp_path / "epoch3")
     assert read_manifest(tmp_path / "epoch3")["metadata"]["epoch"] == 3
-    assert_same_states(last.states.net_params, plain.states.net_params)
+    assert_same_states(last.states.net_params, saved.states.net_params)
 
 
 def test_backup_and_restore_with_orbax_resumes_to_the_same_parameters(tmp_path):

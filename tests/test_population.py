@@ -2,6 +2,8 @@
 separate fit of the same model with its seed and hyperparameters."""
 
 import logging
+import os
+import re
 
 import equinox as eqx
 import jax
@@ -502,6 +504,54 @@ def test_model_checkpoint_saves_each_member(tmp_path):
     assert max_difference(model.states.net_params, population.members()[1].states.net_params) == 0
     with pytest.raises(ValueError, match=r"filepath must hold a \{member\} field"):
         population.fit(X, Y, callbacks=[elegy.callbacks.ModelCheckpoint(str(tmp_path / "x"))])
+
+
+POPULATION_LOGS = "accuracy, learning_rate, loss"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            dict(callbacks=elegy.callbacks.EarlyStopping()),
+            "EarlyStopping: monitor='val_loss' is not a log of this fit; available: "
+            f"{POPULATION_LOGS}. val_ logs need validation data: pass validation_data or "
+            "validation_split.",
+        ),
+        (
+            dict(callbacks=[elegy.callbacks.ModelCheckpoint("m{member}-{val_acc}")]),
+            "ModelCheckpoint: filepath 'm{member}-{val_acc}' uses {val_acc}, which is not a "
+            "log of this fit; available: accuracy, epoch, learning_rate, loss, member. val_ "
+            "logs need validation data: pass validation_data or validation_split.",
+        ),
+        (
+            dict(x=X[:, :10]),
+            r"The module cannot be applied to x: a batch of x is float32\[32, 10\]",
+        ),
+        (
+            dict(y=np.where(np.arange(len(Y)) == 7, 10, Y)),
+            r"y holds the labels of the sparse categorical crossentropy .* integers in \[0, 10\) "
+            r"\(the output has 10 classes\), but y is 10 or more at example 7",
+        ),
+    ],
+)
+def test_population_fit_checks_its_arguments_before_the_first_step(kwargs, message):
+    population = elegy.Population(classifier, size=2)
+    before = population.states
+    with CountCompiles() as compiles, pytest.raises(ValueError) as raised:
+        population.fit(**{"x": X, "y": Y, **FIT, **kwargs})
+    if "callbacks" in kwargs:
+        assert str(raised.value) == message
+    else:
+        assert re.match(message, str(raised.value))
+    assert compiles.count == 0 and population.states is before
+
+
+def test_population_checkpoints_may_use_each_members_learning_rate(tmp_path):
+    population = elegy.Population(classifier, hyperparams={"learning_rate": [1e-2, 3e-2]})
+    checkpoint = elegy.callbacks.ModelCheckpoint(str(tmp_path / "m{member}-{learning_rate:.2f}"))
+    population.fit(X, Y, **{**FIT, "epochs": 1}, callbacks=checkpoint)  # one, not in a list
+    assert sorted(os.listdir(tmp_path)) == ["m0-0.01", "m1-0.03"]
 
 
 # ---------------------------------------------------------------------------- distribution

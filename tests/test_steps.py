@@ -264,6 +264,23 @@ def test_the_compiled_step_is_the_same_without_the_check() -> None:
     assert "stablehlo" in programs[0] and programs[0] == programs[1]
 
 
+def test_grads_with_a_wrong_dtype() -> None:
+    class HalfGrads(Linear):
+        def grad_step(self, x, y_true, states, initializing) -> elegy.GradStep:
+            loss, logs, new = self.test_step(x, y_true, states, initializing)
+            grads = jax.tree.map(jnp.zeros_like, new.net_params)
+            return loss, logs, new, {**grads, "b": grads["b"].astype(jnp.bfloat16)}
+
+    model = HalfGrads(optimizer=optax.sgd(0.1))
+    with _raises(
+        [
+            "HalfGrads.grad_step must return elegy.GradStep",
+            "grads['b'] is bfloat16[1] while states.net_params['b'] is float32[1]",
+        ]
+    ):
+        _fit(model)
+
+
 class BadLinear(Linear):
     """Issue 23, point 6: the newcomer's step that forgot its logs."""
 

@@ -133,6 +133,41 @@ class Callback:
 HOOKS = tuple(name for name in vars(Callback) if name.startswith("on_"))
 
 
+def as_callbacks(callbacks: Any) -> list[Callback]:
+    """The `callbacks=` argument of fit/evaluate/predict as a list: None, one callback (as
+    Keras 3 takes it), or a list or tuple of them (nested ones flattened, as in Keras).
+    Anything else is a TypeError that says what to pass."""
+    if callbacks is None:
+        return []
+    if not isinstance(callbacks, list | tuple):
+        return [_one(callbacks, "callbacks")]
+    found: list[Callback] = []
+    for i, callback in enumerate(callbacks):
+        if isinstance(callback, list | tuple):
+            found.extend(as_callbacks(callback))
+        else:
+            found.append(_one(callback, f"callbacks[{i}]"))
+    return found
+
+
+def _one(callback: Any, where: str) -> Callback:
+    if isinstance(callback, Callback):
+        return callback
+    if isinstance(callback, type) and issubclass(callback, Callback):
+        raise TypeError(
+            f"{where} is the class {callback.__name__}, not a callback: pass an instance, "
+            f"e.g. callbacks=[{callback.__name__}()]."
+        )
+    what = f"{type(callback).__name__} {callback!r}"
+    if len(what) > 80:
+        what = what[:77] + "..."
+    raise TypeError(
+        f"{where} is {what}, not an elegy.callbacks.Callback: pass a list of callbacks, "
+        "e.g. callbacks=[EarlyStopping()]; to call a function, wrap it in LambdaCallback "
+        "(e.g. LambdaCallback(on_epoch_end=fn))."
+    )
+
+
 class CallbackList(Callback):
     """Calls each hook on every callback, in order, skipping callbacks that do not
     override it (so an unused batch hook costs nothing per step)."""

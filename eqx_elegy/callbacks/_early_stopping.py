@@ -43,7 +43,10 @@ class EarlyStopping(Callback):
     An epoch improves when the value beats the best so far by more than `min_delta` in the
     direction of `mode` ("min", "max", or "auto" from the log's name). With `baseline`,
     only an epoch that also beats the baseline resets the patience count (as in Keras). Epochs
-    before `start_from_epoch` are ignored (a warm-up). With `restore_best_weights`, the
+    before `start_from_epoch` are ignored (a warm-up). The first epoch that counts never
+    stops training (Keras stops only after epoch 0), and a NaN value never improves: a NaN
+    first epoch starts the patience count, and the first finite value after it is the best
+    so far (to stop as soon as the loss is NaN, use `TerminateOnNaN`). With `restore_best_weights`, the
     model's `net_params` and `net_states` are rewound at the end of training to those of
     the best epoch; they are copied when that epoch ends, since the loop reuses the
     buffers of the states it trains.
@@ -78,6 +81,7 @@ class EarlyStopping(Callback):
 
     def _reset(self) -> None:
         self.wait = 0
+        self._counted = 0  # epochs that counted so far in this fit
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.best_weights: Any = None
@@ -94,13 +98,14 @@ class EarlyStopping(Callback):
             # The first epoch that counts is the best so far, even if its value is NaN.
             self._keep(epoch)
         self.wait += 1
+        self._counted += 1
         if self.monitor.improved(current, self.best):
             self.best = current
             self._keep(epoch)
             if self.baseline is None or self.monitor.improved(current, self.baseline):
                 self.wait = 0
             return
-        if self.wait >= self.patience:
+        if self.wait >= self.patience and self._counted > 1:
             self.stopped_epoch = epoch
             self.model.stop_training = True
 

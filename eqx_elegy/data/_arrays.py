@@ -30,9 +30,44 @@ def _canonical(value: Any, argument: str) -> Any:
         if array.ndim == 0:
             raise ValueError(f"{argument} must have a leading batch dimension; got a scalar.")
         dtype = jax.dtypes.canonicalize_dtype(array.dtype)
-        return array if array.dtype == dtype else array.astype(dtype)
+        if array.dtype == dtype:
+            return array
+        if array.dtype.kind in "iu" and array.size:
+            _check_fits(array, dtype, argument)
+        return array.astype(dtype)
 
-    return None if value is None else jax.tree.map(convert, value)
+    if value is None:
+        return None
+    _check_no_listed_numbers(value, argument)
+    return jax.tree.map(convert, value)
+
+
+def _check_fits(array: np.ndarray, dtype: np.dtype, argument: str) -> None:
+    """Integers narrowed to JAX's dtype (int64 -> int32 without x64) must fit: numpy
+    would wrap them around, so a label of -4294967287 would become the class 9."""
+    info = np.iinfo(dtype)
+    low, high = array.min(), array.max()
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise ValueError(
+            f"{argument} holds the integer {bad}, which does not fit in {dtype}: JAX runs "
+            f"without 64-bit integers (unless jax_enable_x64 is set), so {argument} is "
+            f"converted to {dtype}. Keep its values in [{info.min}, {info.max}]."
+        )
+
+
+def _check_no_listed_numbers(value: Any, argument: str) -> None:
+    """A (nested) Python list of numbers is not an array here: a list or tuple is a pytree
+    of separate arrays (several inputs), so each number would be an input of its own."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(value):
+        listed = any(isinstance(key, jax.tree_util.SequenceKey) for key in path)
+        if listed and isinstance(leaf, int | float | complex | np.generic):
+            raise TypeError(
+                f"{argument} is a Python list of numbers ({argument}"
+                f"{jax.tree_util.keystr(path)} is {leaf!r}), but a list or tuple in "
+                f"{argument} is read as a pytree of separate arrays (one per input). "
+                f"Convert it to one array first: {argument}=np.asarray(...)."
+            )
 
 
 def _length(value: Any, argument: str) -> int | None:

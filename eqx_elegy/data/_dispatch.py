@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._warn import warn_user
 from ._adapter import DataAdapter
 from ._arrays import ArrayAdapter
 from ._iterable import INFINITE, IterableAdapter, describe_source, is_one_pass, source_length
@@ -33,9 +34,23 @@ def _is_indexed(x: Any) -> bool:
     )
 
 
-def is_source(x: Any) -> bool:
+def is_batch_list(x: Any) -> bool:
+    """A Python list of batches: every item a tuple `(x, y)` or `(x, y, sample_weight)`.
+    (A list of arrays is a pytree of inputs.)"""
+    return (
+        isinstance(x, list)
+        and bool(x)
+        and all(type(item) is tuple and len(item) in (2, 3) for item in x)
+    )
+
+
+def is_source(x: Any, y: Any = None, sample_weight: Any = None) -> bool:
     """Whether `x` yields its own batches (a `DataAdapter`, a generator, an iterable, a
-    `Sequence`), as opposed to arrays that `batch_size` cuts into batches."""
+    `Sequence`, a list of `(x, y)` batches), as opposed to arrays that `batch_size` cuts
+    into batches. A list of tuples given with `y` or `sample_weight` is a pytree of
+    inputs."""
+    if is_batch_list(x):
+        return y is None and sample_weight is None
     return isinstance(x, DataAdapter) or not _is_arrays(x)
 
 
@@ -62,19 +77,21 @@ def adapter_for(
     - a `Sequence` or any object with `__len__`/`__getitem__` and no `__iter__`:
       `SequenceAdapter` (`shuffle` permutes the batch order);
     - generators, iterators and other iterables (grain datasets and loaders, torch
-      DataLoaders, `iter(list_of_batches)`): `IterableAdapter`;
+      DataLoaders, a list of `(x, y)` batches, `iter(list_of_batches)`): `IterableAdapter`;
     - a `DataAdapter`: used as it is.
 
     A source other than arrays yields whole batches, so `y`, `sample_weight`,
-    `batch_size` and `drop_remaining` must not be given with it. `repeated` says the
-    source is read for more than one pass (fit's training and validation data): then a
-    one-pass iterator needs `steps`, since each epoch must end somewhere and the
-    iterator cannot be restarted. A source known to be infinite (a repeated grain
-    dataset) needs `steps` in any case. The `*_name` arguments name the caller's
-    arguments in error messages.
+    `batch_size` and `drop_remaining` must not be given with it. `repeated` says that
+    each of several passes must be complete (fit's validation data): then a one-pass
+    iterator needs `steps`, since it cannot be restarted. (Fit's training data may be a
+    finite one-pass iterator without steps: its first epoch reads it to the end, as in
+    Keras.) A source known to be infinite (a repeated grain dataset) needs `steps` in
+    any case. `steps` beyond the batches of arrays or a `Sequence` get a warning: an
+    epoch reads them once. The `*_name` arguments name the caller's arguments in error
+    messages.
     """
-    if not is_source(x):
-        return ArrayAdapter(
+    if not is_source(x, y, sample_weight):
+        arrays = ArrayAdapter(
             x,
             y,
             sample_weight,
@@ -85,6 +102,9 @@ def adapter_for(
             x_name=name,
             y_name=y_name,
         )
+        what = f"{arrays.size} examples in batches of {arrays.batch_size}"
+        _warn_past_the_end(steps, arrays.num_batches(), what, steps_name, name)
+        return arrays
     what = "a DataAdapter" if isinstance(x, DataAdapter) else describe_source(x)
     for value, argument in (
         (y, y_name),
@@ -101,7 +121,10 @@ def adapter_for(
     if isinstance(x, DataAdapter):
         return x
     if _is_indexed(x):
-        return SequenceAdapter(x, shuffle=shuffle, seed=seed, steps=steps, name=name)
+        sequence = SequenceAdapter(x, shuffle=shuffle, seed=seed, steps=steps, name=name)
+        what = f"len({name}) is {sequence.length}"
+        _warn_past_the_end(steps, sequence.length, what, steps_name, name)
+        return sequence
     if steps is None:
         length = source_length(x)
         if length is not None and length >= INFINITE:
@@ -112,9 +135,23 @@ def adapter_for(
         if repeated and is_one_pass(x):
             raise ValueError(
                 f"{name} is {what}, which can be read only once and may be infinite: pass "
-                f"{steps_name}, the number of batches per epoch (it must then yield "
-                f"{steps_name} batches for every epoch), or pass a source that can be "
-                "iterated again each epoch (a list of batches, a Sequence, a grain dataset "
+                f"{steps_name}, the number of batches per pass (it must then yield "
+                f"{steps_name} batches for every pass), or pass a source that can be "
+                "iterated again (a list of (x, y) batches, a Sequence, a grain dataset "
                 "or loader)."
             )
     return IterableAdapter(x, steps=steps, name=name)
+
+
+def _warn_past_the_end(
+    steps: int | None, available: int, what: str, steps_name: str, name: str
+) -> None:
+    """Warn when `steps` asks for more batches than arrays or a `Sequence` hold: an epoch
+    reads them once, so it ends after `available` steps (as in Keras)."""
+    if steps is not None and steps > available:
+        warn_user(
+            f"{steps_name}={steps} is more than the {available} batches of {name} ({what}). "
+            f"An epoch reads {name} once, so it runs {available} steps, as in Keras. Pass "
+            f"{steps_name}={available} or less, or leave it None; to read more batches per "
+            "epoch, pass a generator or a repeated dataset."
+        )

@@ -34,6 +34,8 @@ def source_length(source: Any) -> int | None:
 def describe_source(source: Any) -> str:
     if inspect.isgenerator(source):
         return "a generator"
+    if isinstance(source, list):
+        return "a list of batches"
     kind = "an iterator" if is_one_pass(source) else "an iterable"
     return f"{kind} ({type(source).__module__}.{type(source).__qualname__})"
 
