@@ -86,12 +86,12 @@ def _layout(leaves: list[Any], treedef: Any, keys: Any, pack: bool) -> Layout:
     return Layout(treedef, keys, tuple(slots), tuple(carriers), pack)
 
 
-def _pack(layout: Layout, leaves: list[Any]) -> list[Any]:
+def _pack(layout: Layout, leaves: list[Any], copy: bool = False) -> list[Any]:
     buffers: list[Any] = [None] * len(layout.buffers)
     parts: dict[int, list[Any]] = {}
     for leaf, (index, offset, _, _) in zip(leaves, layout.slots, strict=True):
         if offset < 0:
-            buffers[index] = leaf
+            buffers[index] = jnp.copy(leaf) if copy else leaf
         else:
             bits = jax.lax.bitcast_convert_type(leaf, layout.buffers[index])
             parts.setdefault(index, []).append(jnp.ravel(bits))
@@ -110,12 +110,16 @@ def flatten_states(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout
 
 @functools.lru_cache(maxsize=64)  # one per structure of states met lately
 def _host_pack(layout: Layout) -> Callable[[list[Any]], list[Any]]:
-    return jax.jit(functools.partial(_pack, layout))
+    # The leaves that travel unpacked are copied explicitly: XLA gives a compiled call's
+    # outputs buffers of their own anyway, and this keeps that so whatever jax forwards.
+    return jax.jit(functools.partial(_pack, layout, copy=True))
 
 
 def flatten_states_on_host(states: Any, *, pack: bool = True) -> tuple[list[Any], Layout]:
     """`flatten_states` for concrete arrays: one compiled call instead of an eager op per
-    leaf."""
+    leaf. Packed, the buffers are new arrays (that call makes them), none shared with
+    `states`: a compiled step may donate them while the caller's `states` stay valid.
+    Unpacked, they are the leaves of `states` themselves."""
     leaves, treedef, keys = _raw_leaves(states)
     layout = _layout(leaves, treedef, keys, pack)
     if not pack:
