@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._engine import engine
-from ._flat import unflatten_states_on_host
+from ._flat import unflatten_ahead, unflatten_states_on_host
 from ._loop import LazyLogs, _check_labels, _class_weight, _counter, _run_test
 from ._strategy import strategy_of
 from .callbacks import CallbackList
@@ -65,6 +65,7 @@ def train_on_batch(
     # Buffers of its own, as fit takes: the step donates them, and the user may still
     # hold the model's current states.
     leaves, layout = run.owned_flat_states()
+    unflatten_ahead(layout, leaves)  # while the step compiles, the first time
     if strategy.places_batches:
         batch = strategy.put_batch(batch)
     epoch = run.batch_epoch

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._engine import Engine, engine
 from ._export import remember_inputs
-from ._flat import Layout, unflatten_states_on_host
+from ._flat import Layout, unflatten_ahead, unflatten_ready, unflatten_states_on_host
 from ._jit import Carry, Evaluation, PackedLogs
 from ._preflight import check_callbacks, check_sparse_labels, output_shapes
 from ._states import States
@@ -457,6 +457,7 @@ class _Live:
         self.leaves, self.layout = self.engine.owned_flat_states()
         self.fns = self.engine.training(self.layout)
         self._states = self.model.states
+        unflatten_ahead(self.layout, self.leaves)  # for the first `push`
 
     def update(self, leaves: list[Any]) -> None:
         self.leaves = leaves
@@ -486,6 +487,7 @@ class _Live:
         """Store the final states on the model, with their flat buffers (no later step
         donates them) for the evaluations that follow."""
         self.engine.live = None
+        unflatten_ready(self.layout)
         if any(isinstance(b, jax.Array) and b.is_deleted() for b in self.leaves):
             return  # see `push`
         if self.changed:
