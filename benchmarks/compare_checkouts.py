@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-LOOPS = "jit fed numpy,jit+device_put,scan floor,eqx_elegy spe=1,eqx_elegy spe=32"
+LOOPS = "jit fed numpy,jit+device_put,scan floor,eqx_elegy fit,eqx_elegy spe=1,eqx_elegy spe=32"
+ELEGY = ("eqx_elegy fit", "eqx_elegy spe=1", "eqx_elegy spe=32")
 HAND = ("jit fed numpy", "jit+device_put")
 Key = tuple[str, str, str]
 
@@ -54,7 +55,7 @@ def measures(report: dict[str, Any]) -> dict[Key, float]:
     for workload, loops in report["results"].items():
         hand = min(loops[h][0]["steady_us_per_step"] for h in HAND if loops.get(h))
         floor = loops["scan floor"][0]["steady_us_per_step"]
-        for loop in ("eqx_elegy spe=1", "eqx_elegy spe=32"):
+        for loop in ELEGY:
             if loops.get(loop):
                 row = loops[loop][0]
                 step = row["steady_us_per_step"]

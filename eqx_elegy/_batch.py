@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._engine import engine
-from ._flat import flatten_states_on_host, unflatten_states_on_host
-from ._loop import LazyLogs, _check_labels, _class_weight, _counter, _owned, _placed, _run_test
+from ._flat import unflatten_ahead, unflatten_states_on_host
+from ._loop import LazyLogs, _check_labels, _class_weight, _counter, _run_test
 from ._strategy import strategy_of
 from .callbacks import CallbackList
 from .data import ArrayAdapter
@@ -62,10 +62,10 @@ def train_on_batch(
     if not model.initialized:
         run.initialize(batch, cw)
     strategy = strategy_of(model)
-    # A copy, as fit makes: the step donates its input buffers, and the user may still hold
-    # the model's current states.
-    states = _placed(model, _owned(model.states))
-    leaves, layout = flatten_states_on_host(states, pack=strategy.packs_states)
+    # Buffers of its own, as fit takes: the step donates them, and the user may still
+    # hold the model's current states.
+    leaves, layout = run.owned_flat_states()
+    unflatten_ahead(layout, leaves)  # while the step compiles, the first time
     if strategy.places_batches:
         batch = strategy.put_batch(batch)
     epoch = run.batch_epoch

@@ -17,6 +17,8 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING, Any, Protocol
 
+import jax
+
 from ._flat import Layout, flatten_states_on_host
 from ._jit import (
     Compiled,
@@ -145,6 +147,23 @@ class Engine:
         self._flat = (model.states, leaves, layout)
         return leaves, layout
 
+    def owned_flat_states(self) -> tuple[list[Any], Layout]:
+        """The model's states as flat buffers (placed by the model's strategy) that the
+        caller owns: a training step may donate them, and arrays the user holds (`old =
+        model.states`) stay valid. Packed buffers are new arrays anyway (see
+        `flatten_states_on_host`), and those the latest fit or `train_on_batch` left are
+        taken as they are: the model's states were unpacked from them into arrays of
+        their own, so a fit after a fit copies nothing. Unpacked states are copied leaf
+        by leaf."""
+        model = self.model
+        flat = self._flat
+        if flat is not None and flat[0] is model.states and flat[2].packed:
+            self._flat = None  # the caller may donate them: no evaluation may use them
+            return flat[1], flat[2]
+        strategy = strategy_of(model)
+        states = model.states if strategy.packs_states else _copied(model.states)
+        return flatten_states_on_host(strategy.put_states(states), pack=strategy.packs_states)
+
     def training(self, layout: Layout) -> Compiled:
         """The compiled training steps for states of `layout`, built once per layout so
         that later fits compile nothing."""
@@ -187,6 +206,11 @@ class Engine:
         states = steps.jit(steps.init)(states, batch, class_weight)
         self.commit(states, initialized=True)
         return states
+
+
+def _copied(states: States) -> States:
+    """A copy of every array of `states` (one eager copy per leaf)."""
+    return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, states)
 
 
 def engine(model: Model) -> Engine:

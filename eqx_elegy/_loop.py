@@ -20,7 +20,7 @@ import numpy as np
 
 from ._engine import Engine, engine
 from ._export import remember_inputs
-from ._flat import Layout, flatten_states_on_host, unflatten_states_on_host
+from ._flat import Layout, unflatten_ahead, unflatten_ready, unflatten_states_on_host
 from ._jit import Carry, Evaluation, PackedLogs
 from ._preflight import check_callbacks, check_sparse_labels, output_shapes
 from ._states import States
@@ -398,17 +398,6 @@ def _with_defaults(verbose: int, callbacks: Any) -> list[Callback]:
     return [ProgbarLogger(), *given]
 
 
-def _owned(states: Any) -> Any:
-    """A copy of the states whose buffers the loop may donate, so arrays the user still
-    holds (e.g. `old = model.states`) stay valid."""
-    return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else a, states)
-
-
-def _placed(model: Model, states: States) -> States:
-    """The states as the model's strategy lays them out."""
-    return strategy_of(model).put_states(states)
-
-
 def _resume_point(run: Engine, initial_epoch: int) -> tuple[int, int]:
     """The epoch and step a fit starts at: `initial_epoch`, unless a callback
     (BackupAndRestore) loaded a backup in on_train_begin and set the resume point."""
@@ -454,19 +443,21 @@ class _Live:
     take. `push` stores them on the model as `States` (only when something may look);
     `pull` picks up states a callback put on the model."""
 
-    def __init__(self, model: Model, states: States):
+    def __init__(self, model: Model):
         self.model = model
         self.engine = engine(model)
         self._seen: States | None = model.states
         self.changed = False  # only a completed step gives the model new states
-        self.set(states)
+        self._states: States | None = None
+        self._take()
         self.engine.live = self
 
-    def set(self, states: States) -> None:
-        pack = strategy_of(self.model).packs_states
-        self.leaves, self.layout = flatten_states_on_host(states, pack=pack)
+    def _take(self) -> None:
+        """Run the model's states from here on, as buffers the loop owns (it donates them)."""
+        self.leaves, self.layout = self.engine.owned_flat_states()
         self.fns = self.engine.training(self.layout)
-        self._states: States | None = states
+        self._states = self.model.states
+        unflatten_ahead(self.layout, self.leaves)  # for the first `push`
 
     def update(self, leaves: list[Any]) -> None:
         self.leaves = leaves
@@ -496,6 +487,7 @@ class _Live:
         """Store the final states on the model, with their flat buffers (no later step
         donates them) for the evaluations that follow."""
         self.engine.live = None
+        unflatten_ready(self.layout)
         if any(isinstance(b, jax.Array) and b.is_deleted() for b in self.leaves):
             return  # see `push`
         if self.changed:
@@ -506,7 +498,7 @@ class _Live:
     def pull(self) -> None:
         if self.model.states is not self._seen:
             self._seen = self.model.states
-            self.set(_placed(self.model, _owned(self.model.states)))
+            self._take()
 
 
 class _Evaluating:
@@ -781,7 +773,7 @@ class _Training:
         self.spe: SpeArg = spe
         self.train_spe = _chunk_steps(spe, train, callbacks, "train", steps_per_epoch)
         self.engine = engine(model)
-        self.live = _Live(model, _placed(model, _owned(model.states)))
+        self.live = _Live(model)
 
     def run(
         self,

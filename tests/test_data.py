@@ -541,6 +541,30 @@ def test_array_shuffling_is_new_each_epoch_and_a_function_of_seed_and_epoch() ->
     assert _orders(x, batch_size=1, shuffle=False) == [list(range(12))] * 3
 
 
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_shuffled_arrays_come_in_the_order_of_the_epochs_permutation(steps_per_execution) -> None:
+    # Every batch and chunk holds exactly the rows of numpy's permutation for the seed and
+    # the epoch, however the rows are gathered; 23 rows in batches of 4 end with 3.
+    n, b = 23, 4
+    x = {"a": np.arange(n, dtype=np.float32)[:, None] * [1, -1], "b": np.arange(n) * 10}
+    y, weight = np.arange(n, dtype=np.int32) % 3, np.linspace(0, 1, n, dtype=np.float32)
+    adapter = data.ArrayAdapter(x, y, weight, batch_size=b, shuffle=True, seed=7)
+    for epoch in (0, 1, 0):
+        order = np.random.default_rng([7, epoch]).permutation(n)
+        got = []
+        for chunk in adapter.chunks(epoch, steps_per_execution):
+            unstacked = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), chunk.batch)
+            got.append(unstacked if chunk.stacked else chunk.batch)
+        expected = jax.tree.map(lambda a, order=order: a[order], (x, y, weight))
+        joined = jax.tree.map(lambda *parts: np.concatenate(parts), *got)
+        jax.tree.map(np.testing.assert_array_equal, joined, expected)
+        assert [len(batch[1]) for batch in adapter.batches(epoch)] == [4] * 5 + [3]
+    first = jax.tree.map(
+        lambda a: a[np.random.default_rng([7, 0]).permutation(n)[:b]], (x, y, weight)
+    )
+    jax.tree.map(np.testing.assert_array_equal, adapter.first_batch(), first)
+
+
 class _IdBatches(data.Sequence):
     def __len__(self) -> int:
         return 8

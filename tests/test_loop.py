@@ -2,6 +2,7 @@
 
 import os
 import signal
+import threading
 
 import equinox as eqx
 import jax
@@ -315,6 +316,60 @@ def test_old_states_stay_valid_after_fit():
     assert np.isfinite(np.asarray(old.net_params.layers[0].weight)).all()
 
 
+def _weights(states: elegy.States) -> list[np.ndarray]:
+    return [np.asarray(a) for a in jax.tree.leaves((states.net_params, states.optimizer_states))]
+
+
+# Width 300: the first weight has 64 * 300 elements, more than fit packs into shared
+# buffers (`_flat.PACK_LIMIT`), so it travels as its own buffer; width 32: all packed.
+# DataParallel packs nothing: every leaf travels as its own buffer.
+@pytest.mark.parametrize("width, parallel", [(32, False), (300, False), (32, True)])
+def test_states_the_user_holds_survive_fits_and_train_on_batch(width, parallel):
+    # The loop donates the buffers it trains; it must never donate arrays of the states
+    # the user holds. The second round starts from the buffers the first fit left,
+    # which it takes without copying them when packed (the model's states are arrays
+    # of their own).
+    x, y = digits(64)
+    model = elegy.Model(
+        module=mlp(width=width),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    if parallel:
+        model = model.distributed(elegy.DataParallel(jax.devices()[:2]))
+    for _ in range(2):
+        held = model.states
+        values = _weights(held)
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        after_fit = model.states
+        model.evaluate(x, y, batch_size=32, verbose=0)  # on the buffers the fit left
+        model.train_on_batch(x, y)
+        for before, now in zip(values, _weights(held), strict=True):
+            np.testing.assert_array_equal(before, now)
+        assert not any(a.is_deleted() for a in jax.tree.leaves(after_fit))
+        assert not np.array_equal(values[0], _weights(model.states)[0])  # it trained
+
+
+def test_a_fit_makes_no_copy_per_leaf():
+    # The states' leaves are packed into one new buffer by one compiled call: no eager
+    # copy per leaf (each compiles once per shape, and costs a dispatch per fit). The
+    # widths give this model leaf shapes that no other test uses.
+    x, y = digits(64)
+    model = elegy.Model(
+        module=eqx.nn.MLP(64, 10, 27, 2, key=jax.random.key(0)),
+        loss=elegy.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=optax.adam(1e-2),
+    )
+    model.init(x, y)
+    with CountCompiles() as compiles:
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    assert compiles.count == 3  # packing the states, the training chunk, unpacking them
+    with CountCompiles() as compiles:
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        model.train_on_batch(x[:32], y[:32])
+    assert compiles.count == 1  # the single training step
+
+
 def test_model_history_survives_an_interrupt():
     x, y = digits(128)
 
@@ -382,6 +437,9 @@ def test_a_step_that_changes_a_dtype_is_refused():
         TypeError, match=r"changed the structure.*states.count was float32\[\] and became int32\[\]"
     ):
         Retyping(module=mlp()).fit(x, y, batch_size=32, epochs=1, verbose=0)
+    # The compile of the states' unpacking that the fit started ahead, in a thread, has
+    # been waited for: nothing of the failed fit keeps running.
+    assert not [t for t in threading.enumerate() if t.name.startswith("eqx_elegy-unpack")]
 
 
 def test_packed_states_round_trip_bit_for_bit():

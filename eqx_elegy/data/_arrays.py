@@ -91,7 +91,7 @@ def _take(value: Any, index: Any) -> Any:
 class ArrayAdapter(DataAdapter):
     """Batches sliced from arrays, shuffled each epoch by a permutation that depends only on
     `seed` and the epoch. Consecutive full batches are stacked for `steps_per_execution`
-    by reshaping a contiguous slice (no copy)."""
+    by reshaping a contiguous slice (no copy), or shuffled, the rows gathered for them."""
 
     def __init__(
         self,
@@ -129,41 +129,58 @@ class ArrayAdapter(DataAdapter):
         self.shuffle = shuffle
         self.seed = seed
         self.drop_remaining = drop_remaining
+        self._leaves, self._treedef = jax.tree.flatten((self.x, self.y, self.sample_weight))
+        self._latest: tuple[int, np.ndarray] | None = None  # see `_order`
 
     def num_batches(self) -> int:
         full, rest = divmod(self.size, self.batch_size)
         return full + (1 if rest and not self.drop_remaining else 0)
 
-    def _epoch_data(self, epoch: int) -> Batch:
-        data = (self.x, self.y, self.sample_weight)
+    def _order(self, epoch: int) -> np.ndarray | None:
+        """The order of the examples in epoch `epoch` (None: as given, unshuffled). The
+        latest is kept: `first_batch` and the epoch's batches compute it once."""
         if not self.shuffle:
-            return data
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-        return _take(data, order)
+            return None
+        if self._latest is None or self._latest[0] != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+            self._latest = (epoch, order)
+        return self._latest[1]
+
+    def _rows(self, order: np.ndarray | None, start: int, stop: int) -> list[Any]:
+        """The leaves of `(x, y, sample_weight)` for rows `start:stop` of an epoch in
+        `order`: views when unshuffled, else gathered here, one batch or chunk at a time,
+        so that the gathering overlaps the compiled steps still running instead of
+        holding back the epoch's first step (and copying the whole data each epoch).
+        Working on the flat leaves avoids a Python tree_map per batch (it would cost a
+        noticeable part of a small model's step)."""
+        index = slice(start, stop) if order is None else order[start:stop]
+        return [leaf[index] for leaf in self._leaves]
+
+    def first_batch(self) -> Batch:
+        return jax.tree.unflatten(self._treedef, self._rows(self._order(0), 0, self.batch_size))
 
     def batches(self, epoch: int) -> Iterator[Batch]:
-        # Slicing flat leaves and rebuilding with the treedef avoids a Python tree_map
-        # per batch (it would cost a noticeable part of a small model's step).
-        leaves, treedef = jax.tree.flatten(self._epoch_data(epoch))
-        b = self.batch_size
+        order, b = self._order(epoch), self.batch_size
         for i in range(self.num_batches()):
-            yield jax.tree.unflatten(treedef, [leaf[i * b : (i + 1) * b] for leaf in leaves])
+            yield jax.tree.unflatten(self._treedef, self._rows(order, i * b, (i + 1) * b))
 
     def chunks(self, epoch: int, steps_per_execution: int) -> Iterator[Chunk]:
         if steps_per_execution == 1:
             for batch in self.batches(epoch):
                 yield Chunk(batch, 1, False)
             return
-        data = self._epoch_data(epoch)
-        k, b = steps_per_execution, self.batch_size
+        order, k, b = self._order(epoch), steps_per_execution, self.batch_size
         full = self.size // b
         start = 0
         for _ in range(full // k):
-            rows = _take(data, slice(start, start + k * b))
-            yield Chunk(jax.tree.map(lambda a: a.reshape(k, b, *a.shape[1:]), rows), k, True)
+            rows = self._rows(order, start, start + k * b)
+            stacked = [a.reshape(k, b, *a.shape[1:]) for a in rows]
+            yield Chunk(jax.tree.unflatten(self._treedef, stacked), k, True)
             start += k * b
         for i in range(start // b, self.num_batches()):
-            yield Chunk(_take(data, slice(i * b, (i + 1) * b)), 1, False)
+            yield Chunk(
+                jax.tree.unflatten(self._treedef, self._rows(order, i * b, (i + 1) * b)), 1, False
+            )
 
     def split(self, fraction: float) -> tuple[ArrayAdapter, ArrayAdapter]:
         """Split off the last `fraction` of the examples (before any shuffling, as Keras
