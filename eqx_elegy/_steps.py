@@ -389,7 +389,7 @@ def run_step(model: Model, name: str, **available: Any) -> Any:
 
 
 # The type of the wrappers `eqx.filter_jit` makes.
-_FILTER_JIT = type(eqx.filter_jit(describe))
+_FILTER_JIT: Any = type(eqx.filter_jit(describe))
 
 
 def checked_step(cls: type, name: str, step: Any) -> Any:
@@ -462,11 +462,7 @@ def _arguments(
 ) -> dict[str, Any]:
     """The arguments of a call of a step, by parameter name (and the keywords its
     `**kwargs` took)."""
-    try:
-        bound = signature.bind(self, *args, **kwargs).arguments
-    except TypeError:  # the call succeeded, but through a signature of its own
-        bound = {}
-    return {**kwargs, **bound}
+    return {**kwargs, **signature.bind(self, *args, **kwargs).arguments}
 
 
 def _has_batch(x: Any) -> bool:

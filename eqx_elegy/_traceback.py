@@ -45,7 +45,7 @@ def trim(error: BaseException) -> None:
     """Remove the frames of eqx_elegy, equinox and jax from `error`'s traceback, and JAX's
     note that it removed its own, unless JAX's traceback filtering is off. Re-raise
     `error` with a bare `raise` afterwards: `raise error` would add the current frame."""
-    if jax.config.jax_traceback_filtering == "off":
+    if jax.config.values["jax_traceback_filtering"] == "off":
         return
     kept: list[types.TracebackType] = []
     tb = error.__traceback__
