@@ -15,6 +15,10 @@ method, the alias and the offending element with its shape and dtype.
 
 The check runs while a step is traced (`run_step` is called inside `jax.jit`), so it
 costs nothing once the step is compiled; `Model(check_types=False)` skips it entirely.
+A user's own steps are also wrapped when their class is created (`checked_step`), so
+that calling one directly checks its output too; the loops call them unwrapped, so each
+call is checked once. A message ends with where the output came from (`location`: the
+step's `return` line, or its `def`).
 """
 
 from __future__ import annotations
