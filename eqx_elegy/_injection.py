@@ -118,6 +118,24 @@ def check_step_signature(cls_name: str, method_name: str, fn: Any) -> None:
 Plan = tuple[Callable[..., Any], tuple[str, ...] | None]
 _PLANS: weakref.WeakKeyDictionary[type, dict[str, Plan]] = weakref.WeakKeyDictionary()
 
+# The step each class defined, as written, where the class holds a wrapper that checks
+# its output (`_steps.checked_step`) instead: injection calls this one.
+_UNCHECKED: weakref.WeakKeyDictionary[type, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def register_unchecked(cls: type, method_name: str, step: Any) -> None:
+    """Record that `cls` defines step `method_name` as `step` (a value of its class dict)
+    but holds a checking wrapper of it: `call_plan` calls `step`, as `run_step` checks the
+    output itself, so that no step is checked twice."""
+    _UNCHECKED.setdefault(cls, {})[method_name] = step
+
+
+def _unchecked(cls: type, method_name: str) -> Any:
+    """The step `method_name` of `cls` as its class wrote it (see `register_unchecked`),
+    or None if that class holds it unwrapped."""
+    owner = next(klass for klass in cls.__mro__ if method_name in vars(klass))
+    return _UNCHECKED.get(owner, {}).get(method_name)
+
 
 def call_plan(cls: type, method_name: str) -> Plan:
     """How to call step `method_name` of instances of `cls` by injection: a function
@@ -126,19 +144,27 @@ def call_plan(cls: type, method_name: str) -> Plan:
     A plain function is called through the class, with the instance as its first
     argument: equinox makes a new bound-method object at each attribute access on an
     instance, and a frame at each call of one. A default step is called without its
-    argument-binding wrapper. Anything else (e.g. a step decorated with
-    `eqx.filter_jit`) is looked up on the instance as usual."""
+    argument-binding wrapper, and a user's step without the wrapper that checks its
+    output (`register_unchecked`). Anything else (e.g. a step decorated with
+    `eqx.filter_jit`) is bound to the instance as usual."""
     plans = _PLANS.setdefault(cls, {})
     plan = plans.get(method_name)
     if plan is None:
-        method = getattr(cls, method_name)
+        unchecked = _unchecked(cls, method_name)
+        method = getattr(cls, method_name) if unchecked is None else unchecked
         call: Callable[..., Any]
         if isinstance(method, types.FunctionType):
             call = _IMPLEMENTATIONS.get(method, method)
+        elif unchecked is not None:
+            call = functools.partial(_call_bound, unchecked)
         else:
             call = functools.partial(_call_on_instance, method_name)
         plan = plans[method_name] = (call, _wanted(method))
     return plan
+
+
+def _call_bound(step: Any, obj: Any, **kwargs: Any) -> Any:
+    return step.__get__(obj, type(obj))(**kwargs)
 
 
 def _call_on_instance(method_name: str, obj: Any, **kwargs: Any) -> Any:

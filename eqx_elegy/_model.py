@@ -23,7 +23,7 @@ from jaxtyping import PyTree
 
 from . import _batch, _checkpoint, _export, _loop, _summary
 from ._engine import engine, fields_of, known_initialized, rebuild
-from ._injection import check_step_signature, default_step
+from ._injection import check_step_signature, default_step, register_unchecked
 from ._jit import JitSteps, build_jit_steps
 from ._losses_and_metrics import LossesAndMetrics
 from ._precision import LossScale, all_finite, cast_floating, cast_like, compute_dtype, where_finite
@@ -37,10 +37,12 @@ from ._steps import (
     TestStep,
     TrainStep,
     batch_size_of,
+    checked_step,
     run_step,
 )
 from ._strategy import Strategy
 from ._summary import SummaryRow, is_state_index, summary_rows
+from ._traceback import user_facing
 from ._trainable import check_trainable, split_trainable
 from .callbacks import Callback, History
 from .data import ArrayAdapter
@@ -129,10 +131,18 @@ class Model(eqx.Module):
     _input_spec: Any = eqx.field(default=None, init=False, static=True, repr=False)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Check each step the class defines (its parameters must be injectable names) and
+        wrap it so that a direct call checks its output (`checked_step`); the loops call
+        the step as written and check it themselves."""
         super().__init_subclass__(**kwargs)
         for name in KINDS:
             if name in cls.__dict__:
-                check_step_signature(cls.__name__, name, cls.__dict__[name])
+                step = cls.__dict__[name]
+                check_step_signature(cls.__name__, name, step)
+                checked = checked_step(cls, name, step)
+                if checked is not None:
+                    register_unchecked(cls, name, step)
+                    setattr(cls, name, checked)
 
     def __post_init__(self) -> None:
         if self.epoch_logs not in ("mean", "last"):
@@ -530,6 +540,7 @@ class Model(eqx.Module):
             return False
         return self.optimizer is None or states.optimizer_states is not None
 
+    @user_facing
     def init(
         self,
         x: Any = None,
@@ -563,6 +574,7 @@ class Model(eqx.Module):
         run.commit(self.states_step(), initialized=False)
         run.batch_epoch = 0
 
+    @user_facing
     def fit(
         self,
         x: Any = None,
@@ -657,6 +669,7 @@ class Model(eqx.Module):
         use_ema: bool = True,
     ) -> dict[str, float] | float | list[float]: ...
 
+    @user_facing
     def evaluate(
         self,
         x: Any = None,
@@ -688,6 +701,7 @@ class Model(eqx.Module):
         )
         return logs if return_dict else _batch.as_keras_list(logs)
 
+    @user_facing
     def predict(
         self,
         x: Any,
@@ -746,6 +760,7 @@ class Model(eqx.Module):
         return_dict: bool = True,
     ) -> dict[str, float] | float | list[float]: ...
 
+    @user_facing
     def train_on_batch(
         self,
         x: Any,
@@ -778,12 +793,14 @@ class Model(eqx.Module):
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = True
     ) -> dict[str, float] | float | list[float]: ...
 
+    @user_facing
     def test_on_batch(
         self, x: Any, y: Any = None, sample_weight: Any = None, return_dict: bool = True
     ) -> dict[str, float] | float | list[float]:
         """The loss and metrics on one batch, from fresh metrics (as `evaluate` on it)."""
         return _batch.test_on_batch(self, x, y, sample_weight, return_dict)
 
+    @user_facing
     def predict_on_batch(self, x: Any) -> Any:
         """The predictions for one batch `x` (as `predict` on it, in one step)."""
         return self.predict(x, batch_size=ArrayAdapter(x).size, verbose=0)
@@ -822,6 +839,7 @@ class Model(eqx.Module):
         console: Console | None = None,
     ) -> str: ...
 
+    @user_facing
     def summary(
         self,
         x: Any,
@@ -882,6 +900,7 @@ class Model(eqx.Module):
         mesh or device count than the one that saved it)."""
         _checkpoint.load(self, path, weights_only=weights_only)
 
+    @user_facing
     def export(
         self, path: str | os.PathLike[str], *, platforms: Sequence[str] | str | None = None
     ) -> None:

@@ -39,6 +39,7 @@ from ._member_config import check_same_configuration
 from ._model import Model
 from ._states import States
 from ._strategy import Strategy
+from ._traceback import user_facing
 from .callbacks import Callback, History, ModelCheckpoint
 from .callbacks._callback import as_callbacks
 from .callbacks._monitor import Monitor
@@ -481,6 +482,7 @@ class Population:
 
     # ------------------------------------------------------------------ high level
 
+    @user_facing
     def init(
         self,
         x: Any = None,
@@ -491,6 +493,7 @@ class Population:
         """Initialise every member from a batch of data, as `Model.init` does."""
         return self._model.init(x, y, sample_weight, class_weight)
 
+    @user_facing
     def fit(
         self,
         x: Any = None,
@@ -578,6 +581,7 @@ class Population:
         engine(rebuilt).members = _Members(self.size, self._hyperparams, freezing=True)
         self._model = rebuilt
 
+    @user_facing
     def evaluate(
         self,
         x: Any = None,
@@ -604,6 +608,7 @@ class Population:
         )
         return {name: np.asarray(value) for name, value in logs.items()}
 
+    @user_facing
     def predict(
         self,
         x: Any,

@@ -15,16 +15,24 @@ method, the alias and the offending element with its shape and dtype.
 
 The check runs while a step is traced (`run_step` is called inside `jax.jit`), so it
 costs nothing once the step is compiled; `Model(check_types=False)` skips it entirely.
+A user's own steps are also wrapped when their class is created (`checked_step`), so
+that calling one directly checks its output too; the loops call them unwrapped, so each
+call is checked once. A message ends with where the output came from (`location`: the
+step's `return` line, or its `def`).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import inspect
+import textwrap
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+import equinox as eqx
 import jax
 import numpy as np
 from beartype.door import is_bearable
@@ -32,6 +40,7 @@ from jaxtyping import Array, ArrayLike, Float, PyTree, Shaped
 
 from ._injection import call_plan
 from ._states import States
+from ._traceback import trim
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -171,27 +180,77 @@ class StepOutputError(TypeError):
 StepOutputError.__module__ = "eqx_elegy"
 
 
-def defined_at(cls: type, method: str) -> str | None:
-    """`file:line` of the definition of step `method` that `cls` runs, when a user's
-    class defines it (through decorators such as `eqx.filter_jit`); None for the
-    library's own steps."""
+def _user_function(cls: type, method: str) -> types.FunctionType | None:
+    """The function a user's class defines for step `method`, as written (behind
+    decorators such as `eqx.filter_jit` and the output check of `checked_step`); None
+    for the library's own steps."""
     fn: Any = inspect.getattr_static(cls, method, None)
     while not isinstance(fn, types.FunctionType) and hasattr(fn, "__wrapped__"):
         fn = fn.__wrapped__
     fn = inspect.unwrap(fn) if isinstance(fn, types.FunctionType) else None
     if fn is None or fn.__module__.split(".")[0] == __name__.split(".")[0]:
         return None
+    return fn
+
+
+def defined_at(cls: type, method: str) -> str | None:
+    """`file:line` of the definition of step `method` that `cls` runs, when a user's
+    class defines it (through decorators such as `eqx.filter_jit`); None for the
+    library's own steps."""
+    fn = _user_function(cls, method)
+    if fn is None:
+        return None
     return f"{fn.__code__.co_filename}:{fn.__code__.co_firstlineno}"
 
 
+def _return_lines(fn: types.FunctionType) -> list[int]:
+    """The line numbers of the `return` statements of `fn` itself (not of functions
+    defined inside it), read from its source; empty when the source cannot be read."""
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    found: list[int] = []
+    pending: list[ast.AST] = list(ast.iter_child_nodes(tree.body[0])) if tree.body else []
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Return):
+            found.append(first + node.lineno - 1)
+        elif not isinstance(
+            node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef
+        ):
+            pending.extend(ast.iter_child_nodes(node))
+    return sorted(found)
+
+
+def location(cls: type, method: str) -> str | None:
+    """Where a user's step `method` of `cls` gives its output, for the end of a message:
+    `"returned it at file:line"` when the function has one `return` statement (the
+    output came from that line), else `"is defined at file:line"` (its `def`); None for
+    the library's own steps. It reads the source, so it is called only for a message."""
+    fn = _user_function(cls, method)
+    if fn is None:
+        return None
+    returns = _return_lines(fn)
+    if len(returns) == 1:
+        return f"returned it at {fn.__code__.co_filename}:{returns[0]}"
+    return f"is defined at {fn.__code__.co_filename}:{fn.__code__.co_firstlineno}"
+
+
 def _fail(
-    owner: str, method: str, alias: str, problem: str, value: Any, where: str | None
+    owner: str,
+    method: str,
+    alias: str,
+    problem: str,
+    value: Any,
+    where: Callable[[], str | None] | None,
 ) -> StepOutputError:
     layout = ", ".join(_LAYOUTS[alias])
-    location = f" {owner}.{method} is defined at {where}." if where else ""
+    place = where() if where is not None else None
     return StepOutputError(
         f"{owner}.{method} must return elegy.{alias} ({layout}), but {problem}. "
-        f"It returned: {describe(value)}.{location}"
+        f"It returned: {describe(value)}.{f' {owner}.{method} {place}.' if place else ''}"
     )
 
 
@@ -272,15 +331,16 @@ def check_output(
     *,
     net_params: Any = None,
     batch_size: int | None = None,
-    where: str | None = None,
+    where: Callable[[], str | None] | None = None,
 ) -> None:
     """Raise `StepOutputError` unless `value` matches the step output alias `alias`.
 
     `owner` and `method` name the model class and step for the message. `net_params`
     (for GradStep) lets the grads be compared with the parameters leaf by leaf, by path,
     shape and dtype; `batch_size` (for PredStep) checks that every prediction leaf keeps
-    the batch dimension of `x`. `where` (`file:line`, see `defined_at`) ends the
-    message, so that it leads to the user's step.
+    the batch dimension of `x`. `where` (called only on a mismatch; see `location`) says
+    where the user's step gave the output, e.g. `"returned it at file:line"`, and ends
+    the message, so that it leads to the user's code.
     """
     layout = _LAYOUTS[alias]
     if alias == "InitStep":
@@ -327,9 +387,91 @@ def run_step(model: Model, name: str, **available: Any) -> Any:
             batch_size=batch_size_of(available["x"])
             if name == "pred_step" and model.vmap
             else None,
-            where=defined_at(type(model), name),
+            where=functools.partial(location, type(model), name),
         )
     return out
+
+
+# The type of the wrappers `eqx.filter_jit` makes.
+_FILTER_JIT: Any = type(eqx.filter_jit(describe))
+
+
+def checked_step(cls: type, name: str, step: Any) -> Any:
+    """`step`, a user's override of step `name` as class `cls` defines it (the value in
+    its `__dict__`), wrapped so that calling it directly (`model.test_step(...)`, eagerly
+    or under `jax.jit` or `eqx.filter_jit`) checks its output as the loops do; None when
+    it is left as it is: a step without an output alias, or one behind a decorator other
+    than `eqx.filter_jit` (the loops still check those).
+
+    A plain function gets a wrapper made with `functools.wraps`, so its signature, name
+    and `__wrapped__` stay the user's. A step decorated with `eqx.filter_jit` keeps its
+    compiled wrapper, with its options, around the checking function, so the check runs
+    when it is traced, not at each call. The check inspects shapes and dtypes only, so
+    under a jit it costs nothing once compiled; an eager call pays it each time. The
+    loops call the user's function without this wrapper (`register_unchecked`) and check
+    its output themselves: once per trace, never twice.
+    """
+    if KINDS[name].alias is None:
+        return None
+    if isinstance(step, types.FunctionType):
+        return _checking(cls, name, step)
+    inner = getattr(step, "__wrapped__", None)
+    if type(step) is _FILTER_JIT and isinstance(inner, types.FunctionType):
+        fresh: Any = eqx.filter_jit(_checking(cls, name, inner))
+        # The user's wrapper, with its donation and jit options, around the new function.
+        rejitted = dataclasses.replace(
+            step, _dynamic_fun=fresh._dynamic_fun, _static_fun=fresh._static_fun
+        )
+        return eqx.module_update_wrapper(rejitted)
+    return None
+
+
+def _checking(cls: type, name: str, step: types.FunctionType) -> Callable[..., Any]:
+    """`step` with its output checked against the alias of step `name` (unless the model
+    has `check_types=False`), and the traceback of an error trimmed to the user's frames;
+    the messages name `cls`, the class that defines it."""
+    alias: str = KINDS[name].alias or ""
+    signature = inspect.signature(step, follow_wrapped=False)
+
+    @functools.wraps(step)
+    def checked(self: Model, *args: Any, **kwargs: Any) -> Any:
+        try:
+            out = step(self, *args, **kwargs)
+            if self.check_types:
+                given = _arguments(signature, self, args, kwargs)
+                states, x = given.get("states"), given.get("x")
+                check_output(
+                    cls.__name__,
+                    name,
+                    alias,
+                    out,
+                    net_params=states.net_params
+                    if name == "grad_step" and isinstance(states, States)
+                    else None,
+                    batch_size=batch_size_of(x)
+                    if name == "pred_step" and self.vmap and _has_batch(x)
+                    else None,
+                    where=functools.partial(location, cls, name),
+                )
+        except Exception as error:
+            trim(error)
+            raise
+        return out
+
+    return checked
+
+
+def _arguments(
+    signature: inspect.Signature, self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The arguments of a call of a step, by parameter name (and the keywords its
+    `**kwargs` took)."""
+    return {**kwargs, **signature.bind(self, *args, **kwargs).arguments}
+
+
+def _has_batch(x: Any) -> bool:
+    leaves = jax.tree.leaves(x)
+    return bool(leaves) and bool(getattr(leaves[0], "shape", ()))
 
 
 def batch_size_of(x: Any) -> int:

@@ -2,6 +2,7 @@
 only while a step is traced (so it costs nothing per compiled step) and not at all with
 `check_types=False`."""
 
+import inspect
 import re
 import traceback
 
@@ -298,9 +299,10 @@ def test_output_error_shows_as_eqx_elegy_and_names_the_file_and_line() -> None:
         "eqx_elegy.StepOutputError: BadLinear.test_step must return elegy.TestStep "
         "(loss, logs, states), but it returned a tuple of 2, not a tuple of 3."
     )
-    line = BadLinear.test_step.__code__.co_firstlineno
+    # The step's one `return` statement, two lines below its `def`.
+    line = inspect.unwrap(BadLinear.test_step).__code__.co_firstlineno + 2
     assert str(caught.value).endswith(
-        f"It returned: tuple(float32[], States). BadLinear.test_step is defined at "
+        f"It returned: tuple(float32[], States). BadLinear.test_step returned it at "
         f"{__file__}:{line}."
     )
 
@@ -311,7 +313,7 @@ def test_defined_at_finds_user_steps_through_decorators_and_not_library_ones() -
         def test_step(self, x, y_true, states, initializing) -> elegy.TestStep:
             return super().test_step(x, y_true, states, initializing)
 
-    line = Jitted.test_step.__wrapped__.__code__.co_firstlineno
+    line = inspect.unwrap(Jitted.test_step.__wrapped__).__code__.co_firstlineno
     assert defined_at(Jitted, "test_step") == f"{__file__}:{line}"
     assert defined_at(Jitted, "train_step") is None  # the library's default
     assert defined_at(elegy.Model, "test_step") is None
