@@ -2,14 +2,17 @@
 
 import struct
 from pathlib import Path
+from typing import Any
 
 import equinox as eqx
 import jax
 import numpy as np
 import optax
+import pytest
 from sklearn.datasets import load_digits
 
 import eqx_elegy as elegy
+import eqx_elegy._steps
 
 
 def digits(n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -68,3 +71,16 @@ def tensorboard_scalars(directory: Path) -> dict[str, dict[int, float]]:
             for value in event.summary.value:
                 out.setdefault(value.tag, {})[event.step] = value.simple_value
     return out
+
+
+def counting_output_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the step output checks (`_steps.check_output`) by the method they check."""
+    calls: list[str] = []
+    check_output = eqx_elegy._steps.check_output
+
+    def counted(owner: str, method: str, alias: str, value: Any, **kwargs: Any) -> None:
+        calls.append(method)
+        check_output(owner, method, alias, value, **kwargs)
+
+    monkeypatch.setattr(eqx_elegy._steps, "check_output", counted)
+    return calls

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import counting_output_checks
 
 import eqx_elegy as elegy
 import eqx_elegy._steps
@@ -190,19 +191,8 @@ def test_check_types_false_turns_the_check_off() -> None:
     assert logs["mse"] == pytest.approx(float(np.mean(Y**2)), rel=1e-5)
 
 
-def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-
-    def counted(owner, method, alias, value, **kwargs):
-        calls.append(method)
-        return check_output(owner, method, alias, value, **kwargs)
-
-    monkeypatch.setattr(eqx_elegy._steps, "check_output", counted)
-    return calls
-
-
 def test_check_runs_only_while_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _counting(monkeypatch)
+    calls = counting_output_checks(monkeypatch)
     per_epoch: list[int] = []
 
     class Count(elegy.callbacks.Callback):
@@ -222,7 +212,7 @@ def test_check_runs_only_while_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_check_types_false_never_calls_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _counting(monkeypatch)
+    calls = counting_output_checks(monkeypatch)
     model = Linear(optimizer=optax.sgd(0.1), check_types=False)
     history = _fit(model, epochs=2)
     model.evaluate(X, Y, batch_size=8, verbose=0)

@@ -18,11 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import counting_output_checks
 
 import eqx_elegy as elegy
 import eqx_elegy._steps
 from eqx_elegy._injection import call_plan
-from eqx_elegy._steps import check_output, defined_at
+from eqx_elegy._steps import defined_at
 
 X = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
 Y = (X @ np.array([[1.0], [-2.0], [0.5]], np.float32)).astype(np.float32)
@@ -219,17 +220,6 @@ def test_other_step_kinds_are_checked_directly_with_their_arguments() -> None:
         ForgotBias().grad_step(X[:8], Y[:8], states, False)
 
 
-def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    calls: list[str] = []
-
-    def counted(owner, method, alias, value, **kwargs):
-        calls.append(method)
-        return check_output(owner, method, alias, value, **kwargs)
-
-    monkeypatch.setattr(eqx_elegy._steps, "check_output", counted)
-    return calls
-
-
 class Doubled(elegy.Model):
     """A step that calls the default one (`super().test_step`), and counts its runs."""
 
@@ -244,7 +234,7 @@ class Doubled(elegy.Model):
 
 
 def test_each_call_of_a_step_is_checked_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = _counting(monkeypatch)
+    calls = counting_output_checks(monkeypatch)
     Doubled.runs.clear()
     model = Doubled(
         module=eqx.nn.Linear(3, 1, key=jax.random.key(0)),
