@@ -575,3 +575,10 @@ def test_mean_metric_wrapper_names_a_missing_argument() -> None:
     with pytest.raises(TypeError) as caught:
         metric.update(state, REAL_TRUE, None)
     assert str(caught.value) == "diff: `y_pred` is None; it needs an array."
+
+
+def test_sum_names_missing_values() -> None:
+    metric = metrics.Sum(name="total")
+    with pytest.raises(TypeError) as caught:
+        metric.update(metric.init())
+    assert str(caught.value) == "total: `values` is None; it needs an array."
