@@ -97,3 +97,47 @@ def test_every_step_kind_is_a_method_and_every_compiled_kind_a_jit_steps_field()
         assert callable(getattr(elegy.Model, name)) and kind.name == name
     compiled = {kind.compiled for kind in KINDS.values()} - {None}
     assert compiled == set(elegy.JitSteps._fields) - {"jit"}
+
+
+def test_a_step_that_is_no_plain_function_is_called_on_the_instance():
+    class Jitted(elegy.Model):
+        @eqx.filter_jit
+        def pred_step(self, x, states):
+            return 2 * x, states
+
+    states = elegy.States(net_params=1)
+    y_pred, out = run_step(Jitted(check_types=False), "pred_step", x=np.ones(2), states=states)
+    np.testing.assert_allclose(y_pred, [2.0, 2.0])
+    assert out.net_params == 1
+
+
+def test_signature_errors_in_full():
+    with pytest.raises(TypeError) as info:
+
+        class Positional(elegy.Model):
+            def pred_step(self, x, /, states) -> elegy.PredStep:
+                raise AssertionError
+
+    assert str(info.value) == (
+        "Positional.pred_step: parameter 'x' is positional-only; step parameters are "
+        "injected by name, so remove the '/'."
+    )
+    with pytest.raises(TypeError) as info:
+
+        class AfterStar(elegy.Model):
+            def pred_step(self, *args, labels) -> elegy.PredStep:
+                raise AssertionError
+
+    assert str(info.value) == (
+        "AfterStar.pred_step asks for parameter 'labels', which cannot be injected. Valid "
+        "names: x, y_true, y_pred, sample_weight, class_weight, states, initializing, "
+        "training, rng."
+    )
+
+
+def test_a_step_taking_kwargs_gets_the_instance_and_every_value():
+    class Kwargs(elegy.Model):
+        def test_step(self, **kwargs: Any):
+            return type(self).__name__, sorted(kwargs)
+
+    assert run_step(Kwargs(check_types=False), "test_step", x=1, rng=2) == ("Kwargs", ["rng", "x"])

@@ -364,3 +364,11 @@ def test_sigmoid_model_evaluate_and_fit_logs_match_sklearn(squeeze, logits, labe
     for name, expected in expected_binary_logs(None).items():
         tolerance = 1e-2 if name == "auc" else 1e-5
         np.testing.assert_allclose(history.history[name][-1], expected, atol=tolerance)
+
+
+def test_binary_scores_per_position_keep_their_last_axis_of_one():
+    """(n, t, 1) scores with (n, t, 1) labels: one binary score per position, thresholded
+    at 0.5, not read as t classes."""
+    y_true = np.array([[1, 0, 1], [0, 1, 1]], np.float32)[..., None]
+    y_pred = np.array([[0.9, 0.2, 0.3], [0.6, 0.8, 0.7]], np.float32)[..., None]
+    assert value(metrics.Accuracy(), y_true, y_pred, batches=(1, 1)) == pytest.approx(4 / 6)

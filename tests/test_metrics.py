@@ -564,3 +564,21 @@ def test_inputs_that_do_not_fit_the_metric():
         run(metrics.TopKCategoricalAccuracy(2), IDS, PROBS, None)
     with pytest.raises(ValueError, match=r"\(16, 4\) and y_pred has shape \(16, 4\).*one class id"):
         run(metrics.SparseTopKCategoricalAccuracy(2), ONE_HOT, PROBS, None)
+
+
+def test_mean_metric_wrapper_names_a_missing_argument() -> None:
+    metric = metrics.MeanMetricWrapper(jnp.subtract, name="diff")
+    state = metric.init()
+    with pytest.raises(TypeError) as caught:
+        metric.update(state, None, REAL_PRED)
+    assert str(caught.value) == "diff: `y_true` is None; it needs an array."
+    with pytest.raises(TypeError) as caught:
+        metric.update(state, REAL_TRUE, None)
+    assert str(caught.value) == "diff: `y_pred` is None; it needs an array."
+
+
+def test_sum_names_missing_values() -> None:
+    metric = metrics.Sum(name="total")
+    with pytest.raises(TypeError) as caught:
+        metric.update(metric.init())
+    assert str(caught.value) == "total: `values` is None; it needs an array."

@@ -60,3 +60,27 @@ def test_rng_is_pure_and_deterministic():
     assert int(rng.count) == 0 and int(rng1.count) == 1
     keys, _ = rng.split(3)
     assert keys.shape == (3,)
+
+
+def test_repr_counts_leaves():
+    states = elegy.States(net_params={"w": jnp.ones(2), "b": jnp.ones(())}, step=3)
+    assert repr(states) == (
+        "States(rng=None, net_params=<dict: 2 leaves>, net_states=None, metrics_states=None, "
+        "optimizer_states=None, step=<int: 1 leaves>)"
+    )
+
+
+def test_rng_counter_is_uint32():
+    """A fixed dtype: a restored or re-created sequence hits the same compiled step."""
+    rng = elegy.RNGSeq(0)
+    assert rng.count.dtype == jnp.uint32 and rng.next()[1].count.dtype == jnp.uint32
+
+
+def test_missing_dunder_and_half_built_lookups_raise_attribute_error():
+    """Protocol probes (`__array__`, `__deepcopy__`, ...) get a plain AttributeError, and so
+    does any lookup on a `States` whose data is not set yet (as during unpickling)."""
+    with pytest.raises(AttributeError) as info:
+        _ = elegy.States().__array_interface__
+    assert str(info.value) == "__array_interface__"
+    with pytest.raises(AttributeError, match=r"no key 'net_params'; existing keys: \[\]"):
+        _ = elegy.States.__new__(elegy.States).net_params

@@ -2,6 +2,7 @@
 only while a step is traced (so it costs nothing per compiled step) and not at all with
 `check_types=False`."""
 
+import functools
 import inspect
 import re
 import traceback
@@ -16,7 +17,14 @@ from helpers import counting_output_checks
 
 import eqx_elegy as elegy
 import eqx_elegy._steps
-from eqx_elegy._steps import check_output, defined_at, describe
+from eqx_elegy._steps import (
+    batch_size_of,
+    check_output,
+    defined_at,
+    describe,
+    require_predictor,
+    run_step,
+)
 
 X = np.random.default_rng(0).normal(size=(32, 3)).astype(np.float32)
 Y = (X @ np.array([[1.0], [-2.0], [0.5]], np.float32)).astype(np.float32)
@@ -307,3 +315,145 @@ def test_defined_at_finds_user_steps_through_decorators_and_not_library_ones() -
     assert defined_at(Jitted, "test_step") == f"{__file__}:{line}"
     assert defined_at(Jitted, "train_step") is None  # the library's default
     assert defined_at(elegy.Model, "test_step") is None
+
+
+def test_describe_cuts_long_containers_and_names_other_types() -> None:
+    six = tuple(range(6))
+    assert describe(six) == "tuple(int 0, int 1, int 2, int 3, int 4, int 5)"
+    assert describe([*six, 6]) == "list(int 0, int 1, int 2, int 3, int 4, int 5, ...)"
+    keys = {f"k{i}": i for i in range(9)}
+    assert describe(keys) == "dict with keys ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6', 'k7']"
+    assert describe("text") == "str" and describe(None) == "NoneType"
+
+
+def test_check_output_messages_in_full() -> None:
+    """The whole message of each check, called directly (no model, no fit)."""
+    states = elegy.States()
+    loss = jnp.zeros((), jnp.float32)
+    with pytest.raises(elegy.StepOutputError) as caught:
+        check_output("M", "train_step", "TrainStep", ([loss], states))
+    assert str(caught.value) == (
+        "M.train_step must return elegy.TrainStep (logs, states), but its logs are a list, "
+        "not a mapping from names to scalars. It returned: tuple(list(float32[]), States)."
+    )
+    with pytest.raises(elegy.StepOutputError) as caught:
+        check_output("M", "train_step", "TrainStep", ({"v": jnp.ones(2)}, states))
+    assert str(caught.value) == (
+        "M.train_step must return elegy.TrainStep (logs, states), but its log 'v' is "
+        "float32[2], not a scalar: each log holds one number (reduce it, e.g. with jnp.mean). "
+        "It returned: tuple(dict with keys ['v'], States)."
+    )
+
+
+def test_grads_message_lists_five_missing_and_the_unexpected_leaves() -> None:
+    params = {f"p{i}": jnp.zeros(()) for i in range(7)}
+    grads = {"p6": jnp.zeros(()), "q": jnp.zeros(())}
+    with pytest.raises(elegy.StepOutputError) as caught:
+        check_output(
+            "M",
+            "grad_step",
+            "GradStep",
+            (jnp.zeros(()), {}, elegy.States(), grads),
+            net_params=params,
+        )
+    assert str(caught.value) == (
+        "M.grad_step must return elegy.GradStep (loss, logs, states, grads), but its grads do "
+        "not have the leaves of states.net_params (missing grads['p0'], grads['p1'], "
+        "grads['p2'], grads['p3'], grads['p4']; unexpected grads['q']); return one gradient "
+        "per parameter, e.g. from jax.grad w.r.t. states.net_params. "
+        "It returned: tuple(float32[], dict with keys [], States, dict with keys ['p6', 'q'])."
+    )
+
+
+def test_grads_of_leaves_that_are_not_arrays() -> None:
+    """A parameter held as a Python number has no shape or dtype; its gradient as a number
+    matches it, and an array gradient does not."""
+    step = (jnp.zeros(()), {}, elegy.States())
+    check_output("M", "grad_step", "GradStep", (*step, {"s": 0.5}), net_params={"s": 1.0})
+    with _raises(["grads['s'] is float32[] while states.net_params['s'] is float 1.0"]):
+        check_output(
+            "M", "grad_step", "GradStep", (*step, {"s": jnp.zeros(())}), net_params={"s": 1.0}
+        )
+
+
+def test_check_output_messages_for_the_tuple_states_loss_and_location() -> None:
+    states = elegy.States()
+    with pytest.raises(elegy.StepOutputError) as caught:
+        check_output(
+            "M",
+            "test_step",
+            "TestStep",
+            [1.0, {}, states],
+            where=lambda: "returned it at steps.py:7",
+        )
+    assert str(caught.value) == (
+        "M.test_step must return elegy.TestStep (loss, logs, states), but it returned not a "
+        "tuple, not a tuple of 3. It returned: list(float 1.0, dict with keys [], States). "
+        "M.test_step returned it at steps.py:7."
+    )
+    with pytest.raises(elegy.StepOutputError) as caught:
+        check_output(
+            "M",
+            "test_step",
+            "TestStep",
+            (jnp.ones(2), {}, states),
+            where=lambda: "returned it at s.py:1",
+        )
+    assert str(caught.value) == (
+        "M.test_step must return elegy.TestStep (loss, logs, states), but its loss is "
+        "float32[2], not a scalar float array (Float[Array, '']): reduce it with jnp.mean or "
+        "jnp.sum, and compute it in a float dtype. It returned: tuple(float32[2], dict with "
+        "keys [], States). M.test_step returned it at s.py:1."
+    )
+    # A bad states element is reported even when y_pred is fine.
+    with _raises(["M.pred_step", "its states element is dict with keys ['a']"]):
+        check_output("M", "pred_step", "PredStep", (jnp.ones((4, 2)), {"a": 1}), batch_size=4)
+
+
+def test_y_pred_leaf_that_is_not_an_array() -> None:
+    with _raises(["y_pred['a'] is float 1.0, without the batch dimension 4 of x in front"]):
+        check_output("M", "pred_step", "PredStep", ({"a": 1.0}, elegy.States()), batch_size=4)
+
+
+def test_batch_size_of() -> None:
+    assert batch_size_of({"a": jnp.zeros((5, 2)), "b": jnp.zeros((5,))}) == 5
+    for x in ({}, jnp.zeros(()), [1.0]):
+        with pytest.raises(ValueError) as caught:
+            batch_size_of(x)
+        assert str(caught.value) == "x must contain arrays with a leading batch dimension."
+
+
+def test_require_predictor() -> None:
+    require_predictor(elegy.Model(module=eqx.nn.Linear(3, 1, key=jax.random.key(0))), "predict")
+
+    class Predicts(elegy.Model):
+        def pred_step(self, x, states) -> elegy.PredStep:
+            return x, states
+
+    require_predictor(Predicts(), "predict")
+    with pytest.raises(TypeError) as caught:
+        require_predictor(Linear(), "predict")
+    assert str(caught.value) == (
+        "Linear.predict needs predictions, but the model has no module and does not override "
+        "pred_step: pass Model(module=...) or override pred_step."
+    )
+
+
+def test_defined_at_of_a_step_that_is_no_function() -> None:
+    class Odd:
+        test_step = functools.partial(print)
+
+    assert defined_at(Odd, "test_step") is None
+
+
+def test_y_pred_keeps_no_batch_dimension_without_vmap() -> None:
+    """With `vmap=False` the step sees the whole batch and may reduce over it."""
+
+    class Pooled(elegy.Model):
+        def pred_step(self, x, states) -> elegy.PredStep:
+            return jnp.mean(x), states
+
+    y_pred, _ = run_step(Pooled(vmap=False), "pred_step", x=X[:8], states=elegy.States())
+    assert y_pred.shape == ()
+    with _raises(["Pooled.pred_step", "y_pred is float32[], without the batch dimension 8"]):
+        run_step(Pooled(), "pred_step", x=X[:8], states=elegy.States())
